@@ -1,0 +1,1 @@
+"""The ``cubeworld`` command line (``python -m cubeworld`` works too)."""

@@ -1,0 +1,25 @@
+"""Cubeworld environments: block-tower intuitive-physics tasks for vision-language models.
+
+``import envs`` registers every id below with Gymnasium; ``gym.make("envs:ID")``
+works without the import. Variants are registration kwargs of one class,
+:class:`envs.tower_env.TowerEnv`. This package imports neither torch nor
+transformers.
+"""
+
+from gymnasium.envs.registration import register
+
+from .answers import parse_answer
+from .scenes import Cube, Scene
+from .tower_env import TASKS, TowerEnv
+
+__all__ = ["ENV_IDS", "TowerEnv", "TASKS", "Scene", "Cube", "parse_answer"]
+
+_ENTRY = "envs.tower_env:TowerEnv"
+
+# The registration table: one row per id.
+register(id="TopBlockStability-v0", entry_point=_ENTRY, kwargs={"task": "top_block_stability"})
+register(id="TopBlockXOnly-v0", entry_point=_ENTRY, kwargs={"task": "top_block_x_only"})
+register(id="SideBlockXOnly-v0", entry_point=_ENTRY, kwargs={"task": "side_block_x_only"})
+register(id="SideBlockXY-v0", entry_point=_ENTRY, kwargs={"task": "side_block_xy"})
+
+ENV_IDS = ("TopBlockStability-v0", "TopBlockXOnly-v0", "SideBlockXOnly-v0", "SideBlockXY-v0")

@@ -1,0 +1,160 @@
+"""Reading a model's text answer: pure functions, no physics.
+
+The answer is the content of the last complete ``<answer>...</answer>`` block
+(tags matched case-insensitively; with nested tags, the innermost block). Every
+``str`` is accepted and judged; nothing here raises on model output.
+
+Answer formats (DESIGN.md section 2):
+
+* ``binary``: ``Yes`` or ``No`` (any case, one optional trailing ``.`` or ``!``).
+* ``x``: one integer (optional sign, decimal digits only: ``35.0`` and ``1e3``
+  are not integers) in ``[-600, 600]``.
+* ``xy``: two integers separated by a comma and/or whitespace: x in
+  ``[-600, 600]``, up in ``[0, 1000]``; a negative up is ``below_floor``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "AnswerFormat", "ParsedAnswer", "parse_answer", "extract_answer", "sample_legal_answer",
+    "X_RANGE", "UP_RANGE",
+]
+
+AnswerFormat = Literal["binary", "x", "xy"]
+
+X_RANGE = (-600, 600)
+UP_RANGE = (0, 1000)
+
+_OPEN = re.compile(r"<answer>", re.IGNORECASE)
+_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
+_INT = r"[+-]?[0-9]+"
+_X = re.compile(rf"\s*({_INT})\s*")
+_XY = re.compile(rf"\s*({_INT})\s*(?:,\s*|\s+)({_INT})\s*")
+_BINARY = re.compile(r"\s*(yes|no)[.!]?\s*", re.IGNORECASE)
+# Integers longer than this are out of range whatever their digits; checking the
+# length first keeps int() away from 100k-digit strings (Python caps str->int).
+_MAX_DIGITS = 7
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    """The judgement of one answer string.
+
+    Attributes:
+        value: ``"Yes"``/``"No"`` (binary), ``int`` (x), ``(x, up)`` ints (xy), or
+            None when the answer is not legal.
+        outcome: None for a legal answer, else ``"unparseable"``,
+            ``"out_of_range"`` or ``"below_floor"``.
+        error: why the answer is not legal (None when legal).
+    """
+
+    value: str | int | tuple[int, int] | None
+    outcome: str | None = None
+    error: str | None = None
+
+    @property
+    def legal(self) -> bool:
+        return self.outcome is None
+
+
+def extract_answer(text: str) -> str | None:
+    """Content of the last complete ``<answer>...</answer>`` block, or None.
+
+    Linear time in ``len(text)``. With nested tags
+    (``<answer><answer>5</answer></answer>``) the innermost block wins.
+    """
+    closes = [m.start() for m in _CLOSE.finditer(text)]
+    if not closes:
+        return None
+    last_close = closes[-1]
+    opens = [m.end() for m in _OPEN.finditer(text, 0, last_close)]
+    if not opens:
+        return None
+    start = opens[-1]
+    # The first close after the last open ends the last innermost block.
+    end = next(c for c in closes if c >= start)
+    return text[start:end]
+
+
+def _int_or_none(token: str) -> int | None:
+    digits = token.lstrip("+-").lstrip("0")
+    if len(digits) > _MAX_DIGITS:
+        return None
+    return int(token)
+
+
+def _unparseable(why: str) -> ParsedAnswer:
+    return ParsedAnswer(None, "unparseable", why)
+
+
+def _out_of_range(what: str, token: str, lo: int, hi: int) -> ParsedAnswer:
+    shown = token if len(token) <= 20 else token[:17] + "..."
+    return ParsedAnswer(None, "out_of_range", f"{what} {shown} is outside [{lo}, {hi}]")
+
+
+def parse_answer(text: str, answer_format: AnswerFormat) -> ParsedAnswer:
+    """Judge ``text`` as an answer of ``answer_format``; never raises on any ``str``.
+
+    Raises:
+        ValueError: ``answer_format`` is not ``"binary"``, ``"x"`` or ``"xy"``
+            (a programming error, not a model error).
+    """
+    if answer_format not in ("binary", "x", "xy"):
+        raise ValueError(f"answer_format must be 'binary', 'x' or 'xy', got {answer_format!r}")
+    if not isinstance(text, str):
+        return _unparseable(f"answer is a {type(text).__name__}, not a str")
+    content = extract_answer(text)
+    if content is None:
+        return _unparseable("no complete <answer>...</answer> block")
+    if answer_format == "binary":
+        m = _BINARY.fullmatch(content)
+        if not m:
+            return _unparseable("answer is not Yes or No")
+        return ParsedAnswer("Yes" if m.group(1).lower() == "yes" else "No")
+    if answer_format == "x":
+        m = _X.fullmatch(content)
+        if not m:
+            return _unparseable("answer is not one integer")
+        x = _int_or_none(m.group(1))
+        if x is None or not X_RANGE[0] <= x <= X_RANGE[1]:
+            return _out_of_range("x", m.group(1), *X_RANGE)
+        return ParsedAnswer(x)
+    m = _XY.fullmatch(content)
+    if not m:
+        return _unparseable("answer is not two integers (x, up)")
+    x, up = _int_or_none(m.group(1)), _int_or_none(m.group(2))
+    if x is None or not X_RANGE[0] <= x <= X_RANGE[1]:
+        return _out_of_range("x", m.group(1), *X_RANGE)
+    if up is not None and up < UP_RANGE[0]:
+        return ParsedAnswer(None, "below_floor", f"up {up} is below the floor (up must be >= 0)")
+    if up is None:
+        if m.group(2).startswith("-"):
+            return ParsedAnswer(None, "below_floor", "up is below the floor (up must be >= 0)")
+        return _out_of_range("up", m.group(2), *UP_RANGE)
+    if up > UP_RANGE[1]:
+        return _out_of_range("up", m.group(2), *UP_RANGE)
+    return ParsedAnswer((x, up))
+
+
+def sample_legal_answer(answer_format: AnswerFormat, rng) -> str:
+    """A uniformly random legal answer text of ``answer_format``, drawn from ``rng``.
+
+    Args:
+        rng: a ``numpy.random.Generator``.
+
+    Binary: Yes or No with equal probability; x: an integer uniform in
+    ``X_RANGE``; xy: x uniform in ``X_RANGE`` and up uniform in ``UP_RANGE``.
+    """
+    if answer_format == "binary":
+        return f"<answer>{'Yes' if rng.random() < 0.5 else 'No'}</answer>"
+    x = int(rng.integers(X_RANGE[0], X_RANGE[1] + 1))
+    if answer_format == "x":
+        return f"<answer>{x}</answer>"
+    if answer_format == "xy":
+        up = int(rng.integers(UP_RANGE[0], UP_RANGE[1] + 1))
+        return f"<answer>{x}, {up}</answer>"
+    raise ValueError(f"answer_format must be 'binary', 'x' or 'xy', got {answer_format!r}")

@@ -1,0 +1,189 @@
+"""The physics core: a scene in pybullet (DIRECT mode), simulated to a verdict.
+
+World scale: one world unit (metre) per block edge, so every cube is a 1 m
+cube and ``g = 9.81`` m/s^2. Bullet keeps a fixed collision margin (about
+0.04 world units) around convex shapes; at small scales that margin is a large
+fraction of a cube and rounds the edges a top cube tips over, which moves the
+tipping point away from the centre-of-mass threshold of 0.5 block edges. With
+unit cubes the simulated threshold lies within 0.01 block edges of 0.5
+(measured: 0.49 stands, 0.50 falls; 5 cm cubes already stand at 0.49 only after
+ten simulated seconds).
+
+Verdict: the scene is simulated with a fixed step of 1/240 s until it is
+certain. It is *unstable* as soon as any cube has moved more than
+``DISPLACEMENT_TOL`` block edges or turned more than ``ROTATION_TOL`` from its
+initial pose; it is *stable* once every cube has been at rest (linear speed
+below ``REST_SPEED`` edges/s and angular speed below ``REST_SPEED`` rad/s) for
+``REST_STEPS`` consecutive steps, or when ``HORIZON_S`` passes without motion
+beyond tolerance. A tower that will fall keeps accelerating from its first
+step (an inverted pendulum), so it never meets the rest criterion; a stable
+tower is quiet after about 10 steps. Stopping as soon as the verdict is certain
+is what makes an episode cheap.
+
+Cubes are placed at their resting height with zero velocity: a cube dropped
+from a gap lands with momentum, which can topple a tower the centre-of-mass
+rule calls stable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet as p
+
+from .render import add_room, render_rgb
+from .scenes import Scene
+
+__all__ = ["World", "Verdict", "WORLD_UNITS_PER_EDGE", "TIME_STEP"]
+
+WORLD_UNITS_PER_EDGE = 1.0
+TIME_STEP = 1.0 / 240.0
+GRAVITY = 9.81
+FRICTION = 0.6
+DISPLACEMENT_TOL = 0.05  # block edges
+ROTATION_TOL = math.radians(5.0)
+REST_SPEED = 1e-3
+REST_STEPS = 8
+HORIZON_S = 4.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of simulating a scene.
+
+    Attributes:
+        stable: no cube moved or turned beyond tolerance.
+        status: ``"at_rest"`` (stable, came to rest), ``"moved"`` (unstable: a
+            cube passed a tolerance) or ``"horizon"`` (stable: the time limit
+            passed with every cube within tolerance).
+        steps: simulation steps taken (of ``TIME_STEP`` seconds each).
+        max_displacement: largest cube displacement, block edges.
+        max_rotation: largest cube rotation, radians.
+    """
+
+    stable: bool
+    status: str
+    steps: int
+    max_displacement: float
+    max_rotation: float
+
+
+class World:
+    """One pybullet DIRECT client holding the floor and the cubes of one scene.
+
+    Not thread-safe; one per environment. Pickling keeps the loaded scene and
+    reconnects a fresh client on unpickling (simulated poses are not kept).
+    """
+
+    def __init__(self) -> None:
+        self._client: int | None = None
+        self._scene: Scene | None = None
+        self._bodies: list[int] = []
+
+    # -- lifecycle -------------------------------------------------------
+    @property
+    def client(self) -> int:
+        if self._client is None:
+            self._client = p.connect(p.DIRECT)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                p.disconnect(physicsClientId=self._client)
+            except p.error:
+                pass
+            self._client = None
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        return {"scene": self._scene}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+        if state["scene"] is not None:
+            self.load(state["scene"])
+
+    # -- building --------------------------------------------------------
+    def load(self, scene: Scene) -> None:
+        """Empty the world and build ``scene``: the room, then each cube at rest."""
+        c = self.client
+        # A fresh simulation each time: Bullet's contact caches and pair order
+        # would otherwise carry over between episodes and break determinism.
+        p.resetSimulation(physicsClientId=c)
+        p.setGravity(0.0, 0.0, -GRAVITY, physicsClientId=c)
+        p.setPhysicsEngineParameter(
+            fixedTimeStep=TIME_STEP, deterministicOverlappingPairs=1, physicsClientId=c
+        )
+        add_room(c, visible=False)
+        s = WORLD_UNITS_PER_EDGE
+        self._bodies = []
+        for cube in scene.cubes:
+            half = [cube.size * s / 2] * 3
+            col = p.createCollisionShape(p.GEOM_BOX, halfExtents=half, physicsClientId=c)
+            vis = p.createVisualShape(
+                p.GEOM_BOX, halfExtents=half,
+                rgbaColor=[v / 255 for v in cube.color] + [1.0], physicsClientId=c,
+            )
+            body = p.createMultiBody(
+                baseMass=cube.size**3, baseCollisionShapeIndex=col, baseVisualShapeIndex=vis,
+                basePosition=[cube.x * s, cube.y * s, cube.z * s], physicsClientId=c,
+            )
+            p.changeDynamics(body, -1, lateralFriction=FRICTION, restitution=0.0,
+                             physicsClientId=c)
+            self._bodies.append(body)
+        self._scene = scene
+
+    # -- reading ---------------------------------------------------------
+    def poses(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cube centres ``(n, 3)`` in block edges and orientations ``(n, 4)`` xyzw quaternions."""
+        c = self.client
+        got = [p.getBasePositionAndOrientation(b, physicsClientId=c) for b in self._bodies]
+        pos = np.array([g[0] for g in got], dtype=np.float64) / WORLD_UNITS_PER_EDGE
+        orn = np.array([g[1] for g in got], dtype=np.float64)
+        return pos, orn
+
+    def _max_speed(self) -> float:
+        c = self.client
+        vmax = 0.0
+        for b in self._bodies:
+            lin, ang = p.getBaseVelocity(b, physicsClientId=c)
+            vmax = max(vmax, math.hypot(*lin) / WORLD_UNITS_PER_EDGE, math.hypot(*ang))
+        return vmax
+
+    # -- simulating ------------------------------------------------------
+    def settle(self, horizon_s: float = HORIZON_S, stop_on_motion: bool = True) -> Verdict:
+        """Simulate the loaded scene until its verdict is certain (see the module docstring).
+
+        With ``stop_on_motion=False`` it keeps simulating a falling scene until
+        everything is at rest or ``horizon_s`` passes (for rendering the result).
+        """
+        if self._scene is None:
+            raise RuntimeError("World.settle() before World.load(scene)")
+        c = self.client
+        pos0, orn0 = self.poses()
+        quiet, moved = 0, False
+        disp = rot = 0.0
+        max_steps = int(round(horizon_s / TIME_STEP))
+        for step in range(1, max_steps + 1):
+            p.stepSimulation(physicsClientId=c)
+            pos, orn = self.poses()
+            disp = max(disp, float(np.max(np.linalg.norm(pos - pos0, axis=1))))
+            dots = np.clip(np.abs(np.sum(orn * orn0, axis=1)), 0.0, 1.0)
+            rot = max(rot, float(np.max(2.0 * np.arccos(dots))))
+            if disp > DISPLACEMENT_TOL or rot > ROTATION_TOL:
+                moved = True
+                if stop_on_motion:
+                    return Verdict(False, "moved", step, disp, rot)
+            quiet = quiet + 1 if self._max_speed() < REST_SPEED else 0
+            if quiet >= REST_STEPS:
+                return Verdict(not moved, "moved" if moved else "at_rest", step, disp, rot)
+        return Verdict(not moved, "moved" if moved else "horizon", max_steps, disp, rot)
+
+    def render(self, width: int = 256, height: int = 256) -> np.ndarray:
+        """The world as the camera sees it now: ``(height, width, 3)`` uint8."""
+        return render_rgb(self.client, width, height)

@@ -1,0 +1,215 @@
+"""Scenes: what is in the world, and seeded generators of the two scene families.
+
+Units: every length is in block edges (the world scale of :mod:`envs.physics`
+is one world unit per block edge). ``x`` runs left to right as seen by the
+camera, ``z`` up, ``y`` away from the camera. A cube's position is its centre.
+
+Families:
+
+* ``top_block``: a tower of 2-4 cubes on the tower axis ``x = 0``; the top
+  cube is displaced left or right by ``offset``, ``|offset|`` uniform in
+  [0.05, 0.95), so half the towers are stable by the centre-of-mass rule
+  (``|offset| < 0.5``). The answer moves the top cube (``target``).
+* ``side_block``: an aligned tower of 1-3 cubes on ``x = 0`` and one red cube
+  on the floor to its left or right, its centre ``|offset|`` uniform in
+  [1.5, 3.5) block edges from the axis, so a move in [-600, 600] units always
+  reaches the tower. The answer moves the red cube (``target``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Cube", "Scene", "top_block", "side_block", "PALETTE", "RED"]
+
+# Distinct saturated colours (RGB, 0-255), far apart in hue so that cubes can
+# be told apart by colour; red is reserved for the side-block's moved cube.
+RED = (220, 30, 30)
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "green": (30, 180, 50),
+    "blue": (30, 70, 220),
+    "yellow": (235, 205, 20),
+    "orange": (245, 125, 10),
+    "purple": (135, 40, 200),
+    "cyan": (20, 190, 210),
+    "magenta": (220, 30, 170),
+}
+COLOR_NAMES = {**{v: k for k, v in PALETTE.items()}, RED: "red"}
+
+TOP_OFFSET_RANGE = (0.05, 0.95)
+SIDE_OFFSET_RANGE = (1.5, 3.5)
+
+
+@dataclass(frozen=True)
+class Cube:
+    """One cube: centre ``(x, y, z)`` and edge ``size`` in block edges, ``color`` RGB 0-255."""
+
+    x: float
+    y: float
+    z: float
+    size: float = 1.0
+    color: tuple[int, int, int] = RED
+
+    def overlaps(self, other: Cube, eps: float = 1e-6) -> bool:
+        """True when the two axis-aligned cubes share volume (touching is not overlapping)."""
+        reach = (self.size + other.size) / 2 - eps
+        return (
+            abs(self.x - other.x) < reach
+            and abs(self.y - other.y) < reach
+            and abs(self.z - other.z) < reach
+        )
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A JSON-serialisable scene: ``cubes`` bottom to top, ``target`` the cube an answer moves.
+
+    ``family`` is ``"top_block"`` or ``"side_block"``. For ``top_block`` every cube
+    is part of the tower and ``target`` is the top one; for ``side_block`` the
+    tower is every cube but ``target``, the cube on the floor.
+    """
+
+    family: str
+    cubes: tuple[Cube, ...]
+    target: int
+
+    @property
+    def tower(self) -> tuple[Cube, ...]:
+        """The tower's cubes, bottom to top (for ``top_block``, including the top cube)."""
+        if self.family == "top_block":
+            return self.cubes
+        return tuple(c for i, c in enumerate(self.cubes) if i != self.target)
+
+    @property
+    def n_blocks(self) -> int:
+        """Cubes in the tower (the side-block's floor cube is not counted)."""
+        return len(self.tower)
+
+    @property
+    def axis(self) -> float:
+        """x of the support the target cube should be centred on, block edges."""
+        if self.family == "top_block":
+            return self.cubes[self.target - 1].x
+        return self.tower[-1].x
+
+    @property
+    def offset(self) -> float:
+        """The target cube's x offset from :attr:`axis`, block edges (negative: left)."""
+        return self.cubes[self.target].x - self.axis
+
+    @property
+    def goal_z(self) -> float:
+        """z of the target cube's centre when it sits on top of the tower, block edges."""
+        if self.family == "top_block":
+            return self.cubes[self.target].z
+        top = self.tower[-1]
+        return top.z + (top.size + self.cubes[self.target].size) / 2
+
+    def with_target_at(self, x: float, z: float) -> Scene:
+        """A copy with the target cube's centre moved to ``(x, z)``."""
+        cubes = list(self.cubes)
+        cubes[self.target] = replace(cubes[self.target], x=float(x), z=float(z))
+        return replace(self, cubes=tuple(cubes))
+
+    def resting_z(self, x: float, below: float = math.inf) -> float:
+        """Centre z at which the target cube comes to rest at ``x`` when lowered from ``below``.
+
+        It rests on the highest top face of the other cubes that it overlaps in x
+        (and y) and that lies no higher than ``below`` minus half its size, or on
+        the floor (z = size / 2).
+        """
+        moved = self.cubes[self.target]
+        half = moved.size / 2
+        floor = half
+        for i, c in enumerate(self.cubes):
+            if i == self.target:
+                continue
+            reach = (c.size + moved.size) / 2 - 1e-6
+            top = c.z + c.size / 2
+            if abs(c.x - x) < reach and abs(c.y - moved.y) < reach and top <= below - half + 1e-9:
+                floor = max(floor, top + half)
+        return floor
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form; :meth:`from_dict` inverts it exactly."""
+        return {
+            "family": self.family,
+            "target": self.target,
+            "cubes": [{**asdict(c), "color": list(c.color)} for c in self.cubes],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Scene:
+        """Rebuild a scene from :meth:`to_dict` output.
+
+        Raises:
+            ValueError: ``data`` is not a scene dict (names the bad key or value).
+        """
+        if isinstance(data, Scene):
+            return data
+        if not isinstance(data, dict):
+            raise ValueError(f"a scene must be a dict from info['scene'], got {type(data).__name__}")
+        missing = {"family", "target", "cubes"} - set(data)
+        if missing:
+            raise ValueError(f"scene dict lacks keys {sorted(missing)}; pass info['scene'] unchanged")
+        if data["family"] not in ("top_block", "side_block"):
+            raise ValueError(f"scene family must be 'top_block' or 'side_block', got {data['family']!r}")
+        try:
+            cubes = tuple(
+                Cube(float(c["x"]), float(c["y"]), float(c["z"]), float(c["size"]),
+                     tuple(int(v) for v in c["color"]))  # type: ignore[arg-type]
+                for c in data["cubes"]
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"bad cube in scene: {exc!r}; each cube needs x, y, z, size, color") from exc
+        target = int(data["target"])
+        if not 0 <= target < len(cubes) or (data["family"] == "top_block" and target == 0):
+            raise ValueError(f"scene target {target} does not name a movable cube of {len(cubes)}")
+        return cls(data["family"], cubes, target)
+
+
+def _check_range(n_blocks: tuple[int, int], lo: int, hi: int) -> None:
+    a, b = n_blocks
+    if not (lo <= a <= b <= hi):
+        raise ValueError(f"n_blocks must satisfy {lo} <= min <= max <= {hi}, got {n_blocks}")
+
+
+def _colors(rng: np.random.Generator, n: int) -> list[tuple[int, int, int]]:
+    names = list(PALETTE)
+    return [PALETTE[names[i]] for i in rng.choice(len(names), size=n, replace=False)]
+
+
+def top_block(rng: np.random.Generator, n_blocks: tuple[int, int] = (2, 4)) -> Scene:
+    """A ``top_block`` scene drawn from ``rng`` (see the module docstring).
+
+    Raises:
+        ValueError: ``n_blocks`` is not a range within [2, 6].
+    """
+    _check_range(n_blocks, 2, 6)
+    n = int(rng.integers(n_blocks[0], n_blocks[1] + 1))
+    colors = _colors(rng, n)
+    magnitude = float(rng.uniform(*TOP_OFFSET_RANGE))
+    offset = magnitude if rng.random() < 0.5 else -magnitude
+    cubes = tuple(
+        Cube(offset if i == n - 1 else 0.0, 0.0, i + 0.5, 1.0, colors[i]) for i in range(n)
+    )
+    return Scene("top_block", cubes, n - 1)
+
+
+def side_block(rng: np.random.Generator, n_blocks: tuple[int, int] = (1, 3)) -> Scene:
+    """A ``side_block`` scene drawn from ``rng`` (see the module docstring).
+
+    Raises:
+        ValueError: ``n_blocks`` is not a range within [1, 5].
+    """
+    _check_range(n_blocks, 1, 5)
+    n = int(rng.integers(n_blocks[0], n_blocks[1] + 1))
+    colors = _colors(rng, n)
+    magnitude = float(rng.uniform(*SIDE_OFFSET_RANGE))
+    side = magnitude if rng.random() < 0.5 else -magnitude
+    cubes = tuple(Cube(0.0, 0.0, i + 0.5, 1.0, colors[i]) for i in range(n))
+    return Scene("side_block", cubes + (Cube(side, 0.0, 0.5, 1.0, RED),), n)

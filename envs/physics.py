@@ -147,15 +147,6 @@ class World:
         orn = np.array([g[1] for g in got], dtype=np.float64)
         return pos, orn
 
-    def _max_speed(self) -> float:
-        c = self.client
-        vmax = 0.0
-        for b in self._bodies:
-            lin, ang = p.getBaseVelocity(b, physicsClientId=c)
-            vmax = max(vmax, math.hypot(*lin) / WORLD_UNITS_PER_EDGE, math.hypot(*ang))
-        return vmax
-
-    # -- simulating ------------------------------------------------------
     def settle(self, horizon_s: float = HORIZON_S, stop_on_motion: bool = True) -> Verdict:
         """Simulate the loaded scene until its verdict is certain (see the module docstring).
 
@@ -164,22 +155,28 @@ class World:
         """
         if self._scene is None:
             raise RuntimeError("World.settle() before World.load(scene)")
-        c = self.client
-        pos0, orn0 = self.poses()
+        c, s = self.client, WORLD_UNITS_PER_EDGE
+        # Plain floats and math, not numpy: the arrays are 4 cubes long and this
+        # loop runs every step, where numpy's per-call overhead would dominate.
+        start = [p.getBasePositionAndOrientation(b, physicsClientId=c) for b in self._bodies]
         quiet, moved = 0, False
         disp = rot = 0.0
         max_steps = int(round(horizon_s / TIME_STEP))
         for step in range(1, max_steps + 1):
             p.stepSimulation(physicsClientId=c)
-            pos, orn = self.poses()
-            disp = max(disp, float(np.max(np.linalg.norm(pos - pos0, axis=1))))
-            dots = np.clip(np.abs(np.sum(orn * orn0, axis=1)), 0.0, 1.0)
-            rot = max(rot, float(np.max(2.0 * np.arccos(dots))))
+            speed = 0.0
+            for body, (pos0, orn0) in zip(self._bodies, start):
+                pos, orn = p.getBasePositionAndOrientation(body, physicsClientId=c)
+                disp = max(disp, math.dist(pos, pos0) / s)
+                dot = abs(orn[0] * orn0[0] + orn[1] * orn0[1] + orn[2] * orn0[2] + orn[3] * orn0[3])
+                rot = max(rot, 2.0 * math.acos(min(1.0, dot)))
+                lin, ang = p.getBaseVelocity(body, physicsClientId=c)
+                speed = max(speed, math.hypot(*lin) / s, math.hypot(*ang))
             if disp > DISPLACEMENT_TOL or rot > ROTATION_TOL:
                 moved = True
                 if stop_on_motion:
                     return Verdict(False, "moved", step, disp, rot)
-            quiet = quiet + 1 if self._max_speed() < REST_SPEED else 0
+            quiet = quiet + 1 if speed < REST_SPEED else 0
             if quiet >= REST_STEPS:
                 return Verdict(not moved, "moved" if moved else "at_rest", step, disp, rot)
         return Verdict(not moved, "moved" if moved else "horizon", max_steps, disp, rot)

@@ -107,4 +107,7 @@ def render_rgb(client: int, width: int = 256, height: int = 256) -> np.ndarray:
         ``(height, width, 3)`` uint8 RGB array: the client's visible bodies over the room.
     """
     rgb, seg = _camera_image(client, width, height)
-    return np.where((seg >= 0)[:, :, None], rgb, room_image(width, height))
+    out = room_image(width, height).copy()
+    cubes = seg >= 0
+    out[cubes] = rgb[cubes]
+    return out

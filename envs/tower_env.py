@@ -78,7 +78,8 @@ class TowerEnv(gym.Env):
 
     ## Info
 
-    After ``reset``: ``scene`` (JSON-serialisable; ``reset(options={"scene": ...})``
+    After ``reset``: ``task`` and ``answer_format`` (``binary``, ``x`` or ``xy``),
+    ``scene`` (JSON-serialisable; ``reset(options={"scene": ...})``
     replays it exactly), ``offset`` (target cube's x offset from the tower axis,
     block edges), ``n_blocks`` (cubes in the tower), ``optimal_action`` (the
     answer text an oracle gives; read from the privileged scene), and
@@ -270,6 +271,8 @@ class TowerEnv(gym.Env):
         # Built anew on every call: callers keep and mutate infos.
         scene = self._scene
         return {
+            "task": self.task,
+            "answer_format": self.answer_format,
             "scene": scene.to_dict(),
             "offset": scene.offset,
             "n_blocks": scene.n_blocks,

@@ -1,0 +1,188 @@
+"""Environment throughput: episodes per second, against the raw-pybullet floor, and vectorised.
+
+For each env id, in one process:
+
+* ``env``: ``reset(seed) + step(answer)`` through ``gym.make`` (with Gymnasium's
+  default wrappers), answers drawn uniformly from the legal range;
+* ``raw``: the same work written as bare pybullet calls (build the scene,
+  render it, settle it; build the answer's result, settle it), same scenes,
+  same answers: the floor the environment's own overhead is measured against;
+* ``raw, full room``: ``raw`` but rendering the floor and wall every frame
+  instead of compositing over a cached room render (for context: what the
+  renderer's trick saves).
+
+Then ``gymnasium.vector.AsyncVectorEnv`` with 1 and 2 workers (same-step
+autoreset, so every step is a whole episode); the speed-up is 2 workers
+against the plain single-process ``env`` loop.
+
+    python benchmarks/env_throughput.py [--episodes 300]
+
+Goals (issue 2): >= 60 episodes/s per core, env <= 1.15x raw, >= 1.7x with 2 workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import gymnasium as gym
+import numpy as np
+import pybullet as p
+
+import envs
+from envs.answers import parse_answer, sample_legal_answer
+from envs.physics import GRAVITY, TIME_STEP
+from envs.render import FLOOR_RGBA, LIGHT_DIRECTION, WALL_RGBA, WALL_Y, _matrices, room_image
+from envs.scenes import side_block, top_block
+
+
+def _episodes(env_id: str, n: int):
+    """The seeds and answers every contender works through: seeds 0..n-1."""
+    family, fmt, blocks = envs.TASKS[gym.spec(env_id).kwargs["task"]]
+    env = gym.make(env_id)
+    generator = top_block if family == "top_block" else side_block
+    assert env.reset(seed=5)[1]["scene"] == generator(np.random.default_rng(5), blocks).to_dict()
+    env.close()
+    rng = np.random.default_rng(0)
+    return [(seed, sample_legal_answer(fmt, rng)) for seed in range(n)]
+
+
+def bench_env(env_id: str, episodes) -> float:
+    env = gym.make(env_id)
+    start = time.perf_counter()
+    for seed, answer in episodes:
+        env.reset(seed=seed)
+        env.step(answer)
+    elapsed = time.perf_counter() - start
+    env.close()
+    return len(episodes) / elapsed
+
+
+# --- the raw floor: bare pybullet, no Gymnasium, no parsing layer ---------------------------
+
+def _raw_build(c, cubes, full_room):
+    p.resetSimulation(physicsClientId=c)
+    p.setGravity(0, 0, -GRAVITY, physicsClientId=c)
+    p.setPhysicsEngineParameter(fixedTimeStep=TIME_STEP, deterministicOverlappingPairs=1, physicsClientId=c)
+    plane = p.createCollisionShape(p.GEOM_PLANE, physicsClientId=c)
+    rgba = FLOOR_RGBA if full_room else (0, 0, 0, 0)
+    vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[30, 30, 0.01], rgbaColor=rgba, physicsClientId=c)
+    p.createMultiBody(0, plane, vis, physicsClientId=c)
+    if full_room:
+        wall = p.createVisualShape(p.GEOM_BOX, halfExtents=[30, 0.01, 15], rgbaColor=WALL_RGBA, physicsClientId=c)
+        p.createMultiBody(0, -1, wall, basePosition=[0, WALL_Y, 15], physicsClientId=c)
+    bodies = []
+    for x, z, color in cubes:
+        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[0.5] * 3, physicsClientId=c)
+        v = p.createVisualShape(p.GEOM_BOX, halfExtents=[0.5] * 3, rgbaColor=[*color, 1], physicsClientId=c)
+        b = p.createMultiBody(1.0, col, v, basePosition=[x, 0, z], physicsClientId=c)
+        p.changeDynamics(b, -1, lateralFriction=0.6, restitution=0.0, physicsClientId=c)
+        bodies.append(b)
+    return bodies
+
+
+def _raw_render(c, size, full_room):
+    view, proj = _matrices(size, size)
+    _, _, rgba, _, seg = p.getCameraImage(size, size, view, proj, lightDirection=LIGHT_DIRECTION,
+                                          lightAmbientCoeff=0.55, lightDiffuseCoeff=0.5,
+                                          lightSpecularCoeff=0.0, shadow=0,
+                                          renderer=p.ER_TINY_RENDERER, physicsClientId=c)
+    rgb = np.asarray(rgba, np.uint8).reshape(size, size, 4)[:, :, :3]
+    if full_room:
+        return rgb
+    return np.where((np.asarray(seg).reshape(size, size) >= 0)[:, :, None], rgb, room_image(size, size))
+
+
+def _raw_settle(c, bodies):
+    start = [p.getBasePositionAndOrientation(b, physicsClientId=c) for b in bodies]
+    quiet = 0
+    for _ in range(960):
+        p.stepSimulation(physicsClientId=c)
+        speed = 0.0
+        for b, (p0, q0) in zip(bodies, start):
+            pos, q = p.getBasePositionAndOrientation(b, physicsClientId=c)
+            dot = min(1.0, abs(sum(a * b for a, b in zip(q, q0))))
+            if math.dist(pos, p0) > 0.05 or 2 * math.acos(dot) > math.radians(5):
+                return False
+            lin, ang = p.getBaseVelocity(b, physicsClientId=c)
+            speed = max(speed, math.hypot(*lin), math.hypot(*ang))
+        quiet = quiet + 1 if speed < 1e-3 else 0
+        if quiet >= 8:
+            return True
+    return True
+
+
+def bench_raw(env_id: str, episodes, full_room: bool = False) -> float:
+    family, fmt, blocks = envs.TASKS[gym.spec(env_id).kwargs["task"]]
+    generator = top_block if family == "top_block" else side_block
+    c = p.connect(p.DIRECT)
+    start = time.perf_counter()
+    for seed, answer in episodes:
+        # Gymnasium seeds np_random as default_rng(seed) does: the env's scenes, drawn bare.
+        scene = generator(np.random.default_rng(seed), blocks)
+        cubes = [(cb.x, cb.z, [v / 255 for v in cb.color]) for cb in scene.cubes]
+        bodies = _raw_build(c, cubes, full_room)
+        _raw_render(c, 256, full_room)
+        _raw_settle(c, bodies)
+        value = parse_answer(answer, fmt).value
+        if fmt == "binary" or value is None:
+            continue
+        t = scene.target
+        x, z, color = cubes[t]
+        if fmt == "x":
+            cubes[t] = (x + value / 100, z if family == "top_block" else scene.goal_z, color)
+        else:
+            x, z = x + value[0] / 100, z + value[1] / 100
+            if any(abs(x - o[0]) < 1 and abs(z - o[1]) < 1 for i, o in enumerate(cubes) if i != t):
+                continue  # inside the tower: judged without simulation
+            rest = scene.resting_z(x, below=z)
+            if abs(rest - scene.goal_z) > 1e-6:
+                continue  # on the floor: no taller tower, judged without simulation
+            cubes[t] = (x, rest, color)
+        _raw_settle(c, _raw_build(c, cubes, full_room))
+    elapsed = time.perf_counter() - start
+    p.disconnect(physicsClientId=c)
+    return len(episodes) / elapsed
+
+
+def bench_vector(env_id: str, n_steps: int, num_envs: int) -> float:
+    from gymnasium.vector import AsyncVectorEnv, AutoresetMode
+
+    vec = AsyncVectorEnv([lambda: gym.make(env_id) for _ in range(num_envs)],
+                         autoreset_mode=AutoresetMode.SAME_STEP)
+    fmt = envs.TASKS[gym.spec(env_id).kwargs["task"]][1]
+    rng = np.random.default_rng(0)
+    vec.reset(seed=0)
+    start = time.perf_counter()
+    for _ in range(n_steps):
+        vec.step(tuple(sample_legal_answer(fmt, rng) for _ in range(num_envs)))
+    elapsed = time.perf_counter() - start
+    vec.close()
+    return n_steps * num_envs / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--episodes", type=int, default=300, help="episodes per env id and contender")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    rows = []
+    for env_id in envs.ENV_IDS:
+        episodes = _episodes(env_id, args.episodes)
+        bench_env(env_id, episodes[:20])  # warm-up: the room render and first-call caches
+        env_rate = bench_env(env_id, episodes)
+        raw_rate = bench_raw(env_id, episodes)
+        full_rate = bench_raw(env_id, episodes, full_room=True)
+        one = bench_vector(env_id, args.episodes // 2, 1)
+        many = bench_vector(env_id, args.episodes // 2, args.workers)
+        rows.append((env_id, env_rate, raw_rate, full_rate, one, many))
+    print(f"{'env id':<22} {'env eps/s':>9} {'raw eps/s':>9} {'env/raw time':>12} "
+          f"{'raw full-room':>13} {'async x1':>9} {f'async x{args.workers}':>9} {'speed-up':>8}")
+    for env_id, env_rate, raw_rate, full_rate, one, many in rows:
+        print(f"{env_id:<22} {env_rate:>9.1f} {raw_rate:>9.1f} {raw_rate / env_rate:>12.3f} "
+              f"{full_rate:>13.1f} {one:>9.1f} {many:>9.1f} {many / env_rate:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()

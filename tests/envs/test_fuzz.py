@@ -1,0 +1,53 @@
+"""Any string is a legal action: property tests over arbitrary model output."""
+
+import math
+
+import gymnasium as gym
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import envs
+from envs.rewards import OUTCOMES
+
+_numbers = st.one_of(
+    st.integers(min_value=-10**30, max_value=10**30).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.sampled_from(["NaN", "inf", "-inf", "1e3", "35.0", "+-5", "0x1F", "9" * 5000, "-" + "9" * 5000,
+                     "Yes", "no.", "YES!", "", " ", "\x00", "\u0663"]),
+)
+_tagged = st.builds(
+    lambda a, b, c: f"{a}<answer>{b}</answer>{c}",
+    st.text(max_size=30), st.one_of(_numbers, st.builds(lambda x, y: f"{x}, {y}", _numbers, _numbers)),
+    st.text(max_size=30),
+)
+_nested = st.builds(
+    lambda n, inner, close: "<answer>" * n + inner + "</answer>" * close,
+    st.integers(0, 5), _numbers, st.integers(0, 5),
+)
+ANSWERS = st.one_of(
+    st.text(),  # any unicode, control characters included
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=31)),
+    _tagged,
+    _nested,
+    st.sampled_from(["", "<answer>", "</answer>", "<answer>" * 10000, "x" * 100_000,
+                     "<answer>" + "1" * 100_000 + "</answer>", "<ANSWER>5</answer>"]),
+)
+
+
+@pytest.fixture(scope="module", params=envs.ENV_IDS)
+def episode(request):
+    env = gym.make(request.param)
+    env.reset(seed=0)
+    return env
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(answer=ANSWERS)
+def test_any_string_is_an_outcome_never_an_error(episode, answer):
+    episode.reset(seed=0)
+    _, reward, terminated, truncated, info = episode.step(answer)
+    assert terminated and not truncated
+    assert isinstance(reward, float) and math.isfinite(reward)
+    assert info["outcome"] in OUTCOMES
+    assert (info["parse_error"] is None) == (info["parsed_action"] is not None)

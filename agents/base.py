@@ -14,7 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Agent", "Observation"]
+from envs.prompts import LERER, PROMPTS, SIDE_BLOCK_XY_REASONING
+from envs.tower_env import TASKS
+
+__all__ = ["Agent", "Observation", "task_of"]
 
 Observation = Mapping[str, Any]
 
@@ -33,3 +36,27 @@ class Agent(Protocol):
             One answer string per observation, in order.
         """
         ...
+
+
+def task_of(observation: Mapping[str, Any]) -> tuple[str, str | None]:
+    """``(answer_format, scene family or None)`` from ``info`` if present, else from the prompt text."""
+    info = observation.get("info")
+    info = info if isinstance(info, Mapping) else {}
+    task = info.get("task")
+    fmt = info.get("answer_format")
+    prompt = observation.get("prompt")
+    prompt = prompt if isinstance(prompt, str) else ""
+    if task not in TASKS:
+        task = next((t for t, text in PROMPTS.items() if prompt.startswith(text)), None)
+        if task is None and prompt.startswith(SIDE_BLOCK_XY_REASONING):
+            task = "side_block_xy"
+    if fmt not in ("binary", "x", "xy"):
+        if task in TASKS:
+            fmt = TASKS[task][1]
+        elif prompt.startswith(LERER):
+            fmt = "binary"
+        else:  # an unknown wording: guess the format from what it asks for
+            low = prompt.lower()
+            fmt = "xy" if ("two integers" in low or "two values" in low) else "x" if "one integer" in low else "binary"
+    family = TASKS[task][0] if task in TASKS else ("side_block" if "red block" in prompt.lower() else None)
+    return fmt, family

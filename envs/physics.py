@@ -3,11 +3,12 @@
 World scale: one world unit (metre) per block edge, so every cube is a 1 m
 cube and ``g = 9.81`` m/s^2. Bullet keeps a fixed collision margin (about
 0.04 world units) around convex shapes; at small scales that margin is a large
-fraction of a cube and rounds the edges a top cube tips over, which moves the
-tipping point away from the centre-of-mass threshold of 0.5 block edges. With
-unit cubes the simulated threshold lies within 0.01 block edges of 0.5
-(measured: 0.49 stands, 0.50 falls; 5 cm cubes already stand at 0.49 only after
-ten simulated seconds).
+fraction of a cube and rounds the edges a top cube tips over, and contacts
+jitter. Measured: with unit cubes the simulated threshold of
+a displaced top cube lies between 0.495 and 0.498 block edges, and stable
+towers meet the rest criterion within about 55 steps; with 20 cm cubes a 0.49 offset never
+comes to rest within 10 simulated seconds, and with 5 cm cubes no offset from
+0.45 up does.
 
 Verdict: the scene is simulated with a fixed step of 1/240 s until it is
 certain. It is *unstable* as soon as any cube has moved more than
@@ -17,7 +18,7 @@ below ``REST_SPEED`` edges/s and angular speed below ``REST_SPEED`` rad/s) for
 ``REST_STEPS`` consecutive steps, or when ``HORIZON_S`` passes without motion
 beyond tolerance. A tower that will fall keeps accelerating from its first
 step (an inverted pendulum), so it never meets the rest criterion; a stable
-tower is quiet after about 10 steps. Stopping as soon as the verdict is certain
+tower is quiet after 15-45 steps. Stopping as soon as the verdict is certain
 is what makes an episode cheap.
 
 Cubes are placed at their resting height with zero velocity: a cube dropped

@@ -1,0 +1,20 @@
+"""Generation backends behind one interface (:mod:`agents.backends.base`).
+
+``hf`` (:class:`agents.backends.hf.HFBackend`) is the default; ``vllm`` lives in
+``agents.backends.vllm`` and needs the ``cubeworld[vllm]`` extra. Backends are
+imported lazily, so ``import agents.backends`` needs neither torch nor vLLM.
+"""
+
+from __future__ import annotations
+
+from .base import AdapterRequest, Completion, GenerationBackend, SamplingParams
+
+__all__ = ["AdapterRequest", "Completion", "GenerationBackend", "SamplingParams", "HFBackend"]
+
+
+def __getattr__(name: str):
+    if name == "HFBackend":
+        from .hf import HFBackend
+
+        return HFBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

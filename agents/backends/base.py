@@ -1,0 +1,165 @@
+"""The generation-backend interface: chat-templated prompts + images in, completions out.
+
+A backend samples ``n`` completions per prompt from a vision-language model and
+returns, for every generated token, its id and its log-probability. Training
+(GRPO/GSPO importance ratios) compares these log-probabilities with a
+teacher-forced forward of the same model, so their definition is part of the
+contract:
+
+    ``logprobs[t] = log_softmax(z_t)[token_ids[t]]`` where ``z_t`` are the model's
+    raw next-token logits at generation step ``t`` (fp32), i.e. at temperature 1,
+    before temperature scaling, top-p filtering and the suppression of vision
+    tokens. The sampling distribution is derived from ``z_t`` by those
+    processors; the log-probability reported is the model's own.
+
+This is the quantity :func:`agents.backends.hf.teacher_forced_logprobs` computes,
+and what vLLM returns with ``logprobs_mode="raw_logprobs"``.
+
+Backends: ``hf`` (:class:`agents.backends.hf.HFBackend`, transformers ``generate``)
+and ``vllm`` (``agents.backends.vllm``, optional).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["SamplingParams", "Completion", "AdapterRequest", "GenerationBackend", "ImageLike"]
+
+# One image per prompt: a PIL.Image.Image or an (H, W, 3) uint8 numpy array.
+ImageLike = Any
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How completions are sampled.
+
+    Attributes:
+        temperature: softmax temperature, >= 0. ``0`` means greedy decoding
+            (``n`` must then be 1: greedy samples would be identical).
+        top_p: nucleus-sampling mass in (0, 1]; 1 disables it.
+        max_new_tokens: most tokens generated per completion (the stop token counts), >= 1.
+        n: completions per prompt (a GRPO group), >= 1.
+        seed: seed of the sampling RNG for one ``generate`` call, or None for the
+            backend's current RNG state. With a seed, the same prompts, images and
+            parameters give the same completions on the same machine and backend.
+
+    Raises:
+        ValueError: any field out of range; the message names the value and the fix.
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    n: int = 1
+    seed: int | None = None
+
+    def __post_init__(self):
+        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)
+                and self.temperature >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}")
+        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise ValueError(f"top_p must be in (0, 1] (1 disables nucleus sampling), got {self.top_p!r}")
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be an int >= 1, got {self.max_new_tokens!r}")
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
+            raise ValueError(f"n (completions per prompt) must be an int >= 1, got {self.n!r}")
+        if self.temperature == 0 and self.n > 1:
+            raise ValueError(f"greedy decoding (temperature=0) gives identical samples; got n={self.n}: "
+                             "set temperature > 0 or n=1")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ValueError(f"seed must be an int or None, got {self.seed!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass
+class Completion:
+    """One sampled completion.
+
+    Attributes:
+        text: the decoded completion, special tokens removed.
+        token_ids: generated token ids, in order; a stop token (EOS / ``<|im_end|>``)
+            that ended the completion is included, padding is not.
+        logprobs: one float per entry of ``token_ids``: the model's log-probability
+            of that token at temperature 1 (see the module docstring), fp32 precision.
+        finish_reason: ``"stop"`` (a stop token was generated) or ``"length"``
+            (``max_new_tokens`` reached).
+    """
+
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    finish_reason: str = "length"
+
+    @property
+    def logprob(self) -> float:
+        """Sum of ``logprobs``: the completion's log-probability under the model."""
+        return float(sum(self.logprobs))
+
+
+@dataclass(frozen=True)
+class AdapterRequest:
+    """Which LoRA adapter a ``generate`` call uses.
+
+    Attributes:
+        name: the adapter's name (HF: the PEFT adapter name on the model).
+        path: folder of the adapter in standard PEFT format (``adapter_config.json``
+            + ``adapter_model.safetensors``); backends that load adapters from disk
+            (vLLM) need it, and HF loads it from there when ``name`` is not yet loaded.
+        version: bumped whenever the adapter's weights change (training); vLLM caches
+            adapters by integer id, so each (name, version) must get a new id.
+    """
+
+    name: str
+    path: str | None = None
+    version: int = 0
+
+
+# What ``adapter=`` accepts: None (the base model, no adapter), a name, or a request.
+AdapterLike = str | AdapterRequest | None
+
+
+def as_adapter_request(adapter: AdapterLike) -> AdapterRequest | None:
+    """Normalise ``adapter=``: None stays None, a str becomes ``AdapterRequest(name=...)``.
+
+    Raises:
+        TypeError: anything else.
+    """
+    if adapter is None or isinstance(adapter, AdapterRequest):
+        return adapter
+    if isinstance(adapter, str):
+        return AdapterRequest(name=adapter)
+    raise TypeError(f"adapter must be None, an adapter name (str) or an AdapterRequest, got {type(adapter).__name__}")
+
+
+@runtime_checkable
+class GenerationBackend(Protocol):
+    """Samples completions from a vision-language model."""
+
+    def generate(
+        self,
+        prompts: list[str],
+        images: list[ImageLike],
+        params: SamplingParams,
+        adapter: AdapterLike = None,
+    ) -> list[list[Completion]]:
+        """Sample ``params.n`` completions for each prompt.
+
+        Args:
+            prompts: chat-templated prompt texts (generation prompt included), each
+                holding exactly one image placeholder (``<|vision_start|><|image_pad|><|vision_end|>``).
+            images: one image per prompt: ``PIL.Image.Image`` or (H, W, 3) uint8 array.
+            params: sampling settings.
+            adapter: None for the base model; else the LoRA adapter to generate with.
+
+        Returns:
+            ``len(prompts)`` lists of ``params.n`` :class:`Completion`, in prompt order.
+
+        Raises:
+            ValueError: ``len(prompts) != len(images)``.
+        """
+        ...

@@ -1,0 +1,321 @@
+"""The ``hf`` generation backend: transformers ``generate`` with per-token log-probabilities.
+
+:class:`HFBackend` batches prompts with left padding, samples with the stated
+settings, suppresses the vision special tokens, and reports for every generated
+token the model's raw (temperature-1) log-probability, as defined in
+:mod:`agents.backends.base`. :func:`teacher_forced_logprobs` computes the same
+quantity from one forward pass over prompt + completion; training uses it for
+the new policy's log-probabilities, and the tests check that both agree within
+1e-4 in fp32.
+
+Two details of Qwen-VL models that both functions handle, because getting them
+wrong fails silently:
+
+* Qwen2.5-VL / Qwen3-VL place image tokens with 3-D (M-RoPE) positions computed
+  from ``mm_token_type_ids`` and ``image_grid_thw``; without ``mm_token_type_ids``
+  the forward falls back to 1-D text positions and every log-probability shifts.
+  The processor returns it; a teacher-forced forward extends it with zeros (text)
+  over the completion, as ``generate`` does step by step.
+* A sampled ``<|image_pad|>`` (or another vision marker) in a completion makes a
+  later forward over that text fail with "Image features and image tokens do not
+  match"; such tokens are suppressed during generation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .base import AdapterLike, AdapterRequest, Completion, ImageLike, SamplingParams, as_adapter_request
+
+__all__ = ["HFBackend", "teacher_forced_logprobs", "batch_teacher_forced_logprobs", "vision_token_ids", "to_pil"]
+
+# Token strings of Qwen2-VL / Qwen2.5-VL / Qwen3-VL that only the processor may place.
+_VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
+_VISION_CONFIG_IDS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+
+
+def to_pil(image: ImageLike) -> Image.Image:
+    """An RGB ``PIL.Image`` from a PIL image or an (H, W, 3) uint8 array.
+
+    Raises:
+        TypeError: neither a PIL image nor a numpy array.
+        ValueError: an array that is not (H, W, 3) uint8.
+    """
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image array must be (H, W, 3) uint8, got shape {image.shape} dtype {image.dtype}")
+        return Image.fromarray(image, mode="RGB")
+    raise TypeError(f"image must be a PIL.Image.Image or an (H, W, 3) uint8 numpy array, got {type(image).__name__}")
+
+
+def vision_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Ids generation must never emit: the vision markers, and ids with no token.
+
+    The vision markers are looked up by name in the tokenizer and by the model
+    config's ``*_token_id`` fields. Rows of the embedding beyond the tokenizer's
+    vocabulary (Qwen pads its vocabulary; so does ``tiny``) decode to nothing and
+    are suppressed too.
+
+    Returns:
+        Sorted unique token ids.
+    """
+    vocab = tokenizer.get_vocab()
+    ids = {vocab[t] for t in _VISION_TOKENS if t in vocab}
+    config = model.config
+    for name in _VISION_CONFIG_IDS:
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            ids.add(value)
+    n_rows = model.get_output_embeddings().weight.shape[0]
+    ids.update(range(len(tokenizer), n_rows))
+    return sorted(ids)
+
+
+def _processor_inputs(processor: Any, prompts: Sequence[str], images: Sequence[ImageLike], device) -> dict:
+    """Left-padded model inputs for ``prompts`` (one image each), on ``device``."""
+    if len(prompts) != len(images):
+        raise ValueError(f"got {len(prompts)} prompts but {len(images)} images; pass one image per prompt")
+    inputs = processor(images=[to_pil(im) for im in images], text=list(prompts), return_tensors="pt",
+                       padding=True, padding_side="left")
+    if "mm_token_type_ids" not in inputs:
+        # Processors that do not return it (older transformers) still let us build it: positions of the
+        # image placeholder are image tokens (1), the rest text (0).
+        image_token_id = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+        inputs["mm_token_type_ids"] = (inputs["input_ids"] == image_token_id).long()
+    return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in inputs.items()}
+
+
+def _model_dtype(model: Any) -> torch.dtype:
+    return next(p.dtype for p in model.parameters() if p.is_floating_point())
+
+
+def batch_teacher_forced_logprobs(
+    model: Any,
+    processor: Any,
+    prompts: Sequence[str],
+    images: Sequence[ImageLike],
+    completions: Sequence[Sequence[int]],
+) -> list[torch.Tensor]:
+    """Log-probabilities of given completions under ``model``, one forward pass for the batch.
+
+    Each sequence is ``[left padding][prompt][completion][right padding]``; the
+    attention mask and ``mm_token_type_ids`` (zeros over the completion) make the
+    positions those ``generate`` used. Gradients flow (call under ``torch.no_grad()``
+    when none are needed); dropout follows ``model.training``.
+
+    Args:
+        model: a Qwen-VL ``...ForConditionalGeneration`` (or a PEFT model wrapping one).
+        processor: its processor.
+        prompts: chat-templated prompt texts, one image placeholder each.
+        images: one image per prompt (PIL or (H, W, 3) uint8).
+        completions: generated token ids per prompt (may be empty).
+
+    Returns:
+        One float32 tensor per prompt, shape ``(len(completions[i]),)``: the raw
+        (temperature-1) log-probability of each completion token.
+
+    Raises:
+        ValueError: the three sequences differ in length.
+    """
+    if not (len(prompts) == len(images) == len(completions)):
+        raise ValueError(f"prompts, images and completions must have equal lengths, got "
+                         f"{len(prompts)}, {len(images)}, {len(completions)}")
+    device = next(model.parameters()).device
+    inputs = _processor_inputs(processor, prompts, images, device)
+    pad_id = processor.tokenizer.pad_token_id or 0
+    max_len = max((len(c) for c in completions), default=0)
+    if max_len == 0:
+        return [torch.zeros(0, dtype=torch.float32, device=device) for _ in completions]
+    batch = len(completions)
+    comp = torch.full((batch, max_len), pad_id, dtype=inputs["input_ids"].dtype, device=device)
+    comp_mask = torch.zeros((batch, max_len), dtype=inputs["attention_mask"].dtype, device=device)
+    for i, ids in enumerate(completions):
+        comp[i, : len(ids)] = torch.as_tensor(list(ids), dtype=comp.dtype)
+        comp_mask[i, : len(ids)] = 1
+    inputs["input_ids"] = torch.cat([inputs["input_ids"], comp], dim=1)
+    inputs["attention_mask"] = torch.cat([inputs["attention_mask"], comp_mask], dim=1)
+    inputs["mm_token_type_ids"] = torch.cat(
+        [inputs["mm_token_type_ids"], torch.zeros_like(comp, dtype=inputs["mm_token_type_ids"].dtype)], dim=1)
+    # Logits at position t predict token t+1: the last max_len+1 positions cover the completion;
+    # computing the LM head only there keeps memory at batch x max_len x vocab.
+    out = model(**inputs, use_cache=False, logits_to_keep=max_len + 1)
+    logits = out.logits[:, :-1].float()
+    token_logp = logits.gather(-1, comp.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+    return [token_logp[i, : len(ids)] for i, ids in enumerate(completions)]
+
+
+def teacher_forced_logprobs(
+    model: Any, processor: Any, prompt_text: str, image: ImageLike, completion_ids: Sequence[int]
+) -> torch.Tensor:
+    """Log-probabilities of ``completion_ids`` after ``prompt_text`` + ``image``: float32, shape ``(L,)``.
+
+    The single-prompt form of :func:`batch_teacher_forced_logprobs` (see there).
+    """
+    return batch_teacher_forced_logprobs(model, processor, [prompt_text], [image], [completion_ids])[0]
+
+
+def _is_peft(model: Any) -> bool:
+    return type(model).__module__.startswith("peft.") and hasattr(model, "peft_config")
+
+
+@contextlib.contextmanager
+def adapter_context(model: Any, adapter: AdapterLike) -> Iterator[None]:
+    """Run the body with ``adapter`` active on ``model`` (None: adapters disabled), then restore.
+
+    Raises:
+        ValueError: an adapter is requested but the model is not a PEFT model, or
+            the adapter is not loaded and the request gives no ``path``.
+    """
+    request: AdapterRequest | None = as_adapter_request(adapter)
+    if request is None:
+        if _is_peft(model):
+            with model.disable_adapter():
+                yield
+        else:
+            yield
+        return
+    if not _is_peft(model):
+        raise ValueError(f"adapter {request.name!r} requested, but the model has no LoRA adapters; "
+                         "load one first (VLMAgent.load_adapter) or pass adapter=None")
+    if request.name not in model.peft_config:
+        if request.path is None:
+            raise ValueError(f"adapter {request.name!r} is not loaded (loaded: {sorted(model.peft_config)}) "
+                             "and the request gives no path to load it from")
+        model.load_adapter(request.path, adapter_name=request.name)
+    previous = model.active_adapter
+    if previous == request.name:
+        yield
+        return
+    # PEFT's set_adapter also flips requires_grad (the active adapter becomes trainable);
+    # a temporary swap for generation must leave trainability as the trainer set it.
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    model.set_adapter(request.name)
+    try:
+        yield
+    finally:
+        model.set_adapter(previous)
+        for n, p in model.named_parameters():
+            p.requires_grad_(flags.get(n, p.requires_grad))
+
+
+class HFBackend:
+    """Generation with transformers ``model.generate``.
+
+    Args:
+        model: a Qwen2-VL / Qwen2.5-VL / Qwen3-VL ``...ForConditionalGeneration``,
+            optionally wrapped in a ``peft.PeftModel``.
+        processor: its processor (tokenizer + image processor).
+        batch_size: most prompts per ``generate`` call (each expands to ``n`` rows).
+    """
+
+    name = "hf"
+
+    def __init__(self, model: Any, processor: Any, batch_size: int = 16):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.processor = processor
+        self.batch_size = batch_size
+        self.suppress_token_ids = vision_token_ids(model, processor.tokenizer)
+        eos = model.generation_config.eos_token_id
+        if eos is None:
+            eos = processor.tokenizer.eos_token_id
+        self.eos_token_ids = set([eos] if isinstance(eos, int) else eos)
+        self.pad_token_id = model.generation_config.pad_token_id
+        if self.pad_token_id is None:
+            self.pad_token_id = processor.tokenizer.pad_token_id
+        if self.pad_token_id is None:
+            self.pad_token_id = min(self.eos_token_ids)
+
+    def generate(
+        self,
+        prompts: list[str],
+        images: list[ImageLike],
+        params: SamplingParams,
+        adapter: AdapterLike = None,
+    ) -> list[list[Completion]]:
+        """See :meth:`agents.backends.base.GenerationBackend.generate`.
+
+        The model is put in eval mode for the call (LoRA dropout off) and restored
+        after. With ``params.seed``, torch's RNG is seeded inside a fork, so the
+        caller's global RNG state is unchanged.
+
+        Raises:
+            ValueError: ``len(prompts) != len(images)``; an adapter that is not loaded.
+        """
+        if len(prompts) != len(images):
+            raise ValueError(f"got {len(prompts)} prompts but {len(images)} images; pass one image per prompt")
+        if not prompts:
+            return []
+        device = next(self.model.parameters()).device
+        fork_devices = []
+        if device.type == "cuda":
+            fork_devices = [device.index if device.index is not None else torch.cuda.current_device()]
+        was_training = self.model.training
+        self.model.eval()
+        results: list[list[Completion]] = []
+        try:
+            with torch.random.fork_rng(devices=fork_devices, enabled=params.seed is not None), \
+                    adapter_context(self.model, adapter), torch.no_grad():
+                if params.seed is not None:
+                    torch.manual_seed(params.seed)
+                for start in range(0, len(prompts), self.batch_size):
+                    stop = start + self.batch_size
+                    results += self._generate_batch(prompts[start:stop], images[start:stop], params, device)
+        finally:
+            self.model.train(was_training)
+        return results
+
+    def _generate_batch(self, prompts, images, params: SamplingParams, device) -> list[list[Completion]]:
+        inputs = _processor_inputs(self.processor, prompts, images, device)
+        prompt_len = inputs["input_ids"].shape[1]
+        # Every sampling knob is given explicitly: unset ones would be taken from the
+        # checkpoint's generation_config (Qwen instruct models ship top_k=1, repetition_penalty=1.05).
+        sampling = {} if params.greedy else {
+            "temperature": params.temperature, "top_p": params.top_p, "top_k": 0, "min_p": 0.0}
+        out = self.model.generate(
+            **inputs,
+            do_sample=not params.greedy,
+            **sampling,
+            repetition_penalty=1.0,
+            max_new_tokens=params.max_new_tokens,
+            num_return_sequences=params.n,
+            suppress_tokens=self.suppress_token_ids,
+            eos_token_id=sorted(self.eos_token_ids),
+            pad_token_id=self.pad_token_id,
+            return_dict_in_generate=True,
+            output_logits=True,
+        )
+        generated = out.sequences[:, prompt_len:]
+        # out.logits: one fp32 (rows, vocab) tensor per step, before any logits processor.
+        # Reduced step by step: stacking them would double the largest buffer of the call
+        # (rows x steps x vocab; ~1.2 GB for 64 rows x 32 steps of Qwen's 152k vocabulary).
+        logp = torch.stack([
+            step.gather(-1, generated[:, t:t + 1]).squeeze(-1) - step.logsumexp(-1)
+            for t, step in enumerate(out.logits)
+        ], dim=1).float().cpu()
+        del out
+        generated = generated.cpu()
+        tokenizer = self.processor.tokenizer
+        completions: list[Completion] = []
+        for row in range(generated.shape[0]):
+            ids = generated[row].tolist()
+            length, finish = len(ids), "length"
+            for t, tok in enumerate(ids):
+                if tok in self.eos_token_ids:
+                    length, finish = t + 1, "stop"
+                    break
+            ids = ids[:length]
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            completions.append(Completion(text=text, token_ids=ids, logprobs=logp[row, :length].tolist(),
+                                          finish_reason=finish))
+        n = params.n
+        return [completions[i * n:(i + 1) * n] for i in range(len(prompts))]

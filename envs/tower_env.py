@@ -75,6 +75,8 @@ class TowerEnv(gym.Env):
     ## Episode End
 
     ``terminated=True`` after the one answer; ``truncated`` is always False.
+    :meth:`judge` scores an answer without ending the episode, so a group of
+    answers to one scene (GRPO) costs one reset.
 
     ## Info
 
@@ -142,7 +144,8 @@ class TowerEnv(gym.Env):
         self._obs: dict[str, Any] | None = None
         self._initial: Verdict | None = None
         self._done = True
-        self._result: tuple[Scene, bool] | None = None  # (scene shown by render, simulate it?)
+        # After an answer: (scene that render() shows, simulate it to rest first?); None before.
+        self._result: tuple[Scene, bool] | None = None
         self._result_loaded = False
         self._frame: np.ndarray | None = None
 
@@ -171,7 +174,8 @@ class TowerEnv(gym.Env):
         self._obs = {"image": image, "prompt": self.prompt}
         self._initial = initial
         self._done = False
-        self._result, self._result_loaded, self._frame = (scene, True), True, None
+        # Nothing answered yet: render() shows the observation. The world holds the initial scene.
+        self._result, self._result_loaded, self._frame = None, True, None
         return self._copy_obs(), self._episode_info()
 
     def step(self, action: str) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
@@ -180,14 +184,29 @@ class TowerEnv(gym.Env):
         Raises:
             RuntimeError: called before ``reset`` or after the episode ended.
         """
+        reward, info = self.judge(action)
+        self._done = True
+        return self._copy_obs(), reward, True, False, info
+
+    def judge(self, action: str) -> tuple[float, dict[str, Any]]:
+        """Reward and ``info`` of ``action`` on this episode's scene, without ending the episode.
+
+        ``step`` is ``judge`` plus the end of the episode. Scoring a group of
+        answers to one scene (a GRPO group) calls ``judge`` once per answer: the
+        scene is neither regenerated nor rendered again. Each call is
+        independent of the others; ``render()`` afterwards shows the last one.
+
+        Raises:
+            RuntimeError: called before ``reset`` or after the episode ended.
+        """
         if self._done or self._scene is None:
             raise RuntimeError("the episode has ended (or never started): call reset() first")
-        self._done = True
         self._frame = None
         parsed = parse_answer(action, self.answer_format)
         info = self._episode_info()
         info.update(parsed_action=parsed.value, parse_error=parsed.error, distance=None,
                     stable_after=None, sim_steps=0)
+        self._result, self._result_loaded = (self._scene, True), False
         if self.answer_format == "binary":
             reward, outcome = self._judge_binary(parsed.value)
         elif not parsed.legal:
@@ -196,7 +215,7 @@ class TowerEnv(gym.Env):
             reward, outcome, extra = self._judge_placement(parsed.value)
             info.update(extra)
         info["outcome"] = outcome
-        return self._copy_obs(), float(reward), True, False, info
+        return float(reward), info
 
     def render(self) -> np.ndarray | None:
         """``(image_size, image_size, 3)`` uint8 of the current state, or None without a render mode.
@@ -209,7 +228,7 @@ class TowerEnv(gym.Env):
             return None
         if self._obs is None:
             raise RuntimeError("render() before reset()")
-        if not self._done:
+        if self._result is None:
             return self._obs["image"].copy()
         if self._frame is None:
             scene, simulate = self._result

@@ -205,3 +205,19 @@ def test_kwargs_prompt_reasoning_image_size_n_blocks():
 def test_bad_kwargs_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         envs.TowerEnv("top_block_x_only", **kwargs)
+
+
+def test_judge_scores_a_group_without_ending_the_episode():
+    env = gym.make("TopBlockXOnly-v0", render_mode="rgb_array").unwrapped
+    obs, info = env.reset(seed=4)
+    answers = ["<answer>0</answer>", info["optimal_action"], "nonsense", "<answer>600</answer>"]
+    judged = [env.judge(a) for a in answers]
+    for answer, (reward, judge_info) in zip(answers, judged):
+        fresh = gym.make("TopBlockXOnly-v0")
+        fresh.reset(seed=4)
+        _, r, _, _, step_info = fresh.step(answer)
+        assert (reward, judge_info) == (r, step_info)
+    assert not np.array_equal(env.render(), obs["image"])  # shows the last judged answer's result
+    env.step(info["optimal_action"])
+    with pytest.raises(RuntimeError, match="reset"):
+        env.judge(info["optimal_action"])

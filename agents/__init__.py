@@ -13,7 +13,7 @@ from .base import Agent, task_of
 
 __all__ = [
     "Agent", "task_of", "RandomAgent", "ConstantAgent", "OracleAgent", "PerceiveSimulateAgent",
-    "VLMAgent", "load_agent",
+    "VLMAgent", "SB3Agent", "load_agent",
 ]
 
 _LAZY = {
@@ -22,6 +22,7 @@ _LAZY = {
     "OracleAgent": "agents.baselines",
     "PerceiveSimulateAgent": "agents.perceive",
     "VLMAgent": "agents.vlm",
+    "SB3Agent": "agents.sb3",
     "load_agent": "agents.factory",
 }
 

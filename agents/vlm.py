@@ -30,8 +30,16 @@ _VLLM_EXTRA = "pip install 'cubeworld[vllm]'"
 
 
 def _resolve_path(name_or_path: str | os.PathLike) -> str:
-    """``"tiny"`` (or ``"tiny:SEED"``) -> the cached tiny model folder; anything else unchanged."""
+    """``"tiny"`` / ``"tiny:SEED"`` -> the cached tiny model folder; ``"tiny-base"`` /
+    ``"tiny-base:SEED"`` -> the pre-trained tiny base (:mod:`agents.tiny_base`); anything else unchanged."""
     name = str(name_or_path)
+    if name == "tiny-base" or name.startswith("tiny-base:"):
+        from .tiny_base import tiny_base_path
+
+        seed = name.partition(":")[2]
+        if seed and not seed.isdigit():
+            raise ValueError(f"bad model name {name!r}: use 'tiny-base' or 'tiny-base:SEED' with SEED a non-negative int")
+        return str(tiny_base_path(int(seed) if seed else 0))
     if name == "tiny" or name.startswith("tiny:"):
         from .tiny import tiny_model_path
 

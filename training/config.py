@@ -1,0 +1,507 @@
+"""``TrainConfig``: one training run, as a validated dataclass (YAML file + command-line overrides).
+
+    >>> cfg = TrainConfig.from_yaml("configs/quickstart.yaml", ["learning_rate=1e-4", "env_mix.SideBlockXY-v0=1"])
+    >>> cfg = TrainConfig.from_args(["--config", "configs/quickstart.yaml", "--set", "group_size=8", "--max-steps", "50"])
+    >>> cfg.to_yaml("runs/x/config.yaml")
+
+Every invariant is checked when the object is built (``__post_init__``); a bad value raises
+:class:`ConfigError` (a ``ValueError``) whose message gives the value, the rule and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TrainConfig", "ConfigError", "OBJECTIVES"]
+
+OBJECTIVES = ("grpo", "gspo", "sft")
+_CHOICES = {
+    "objective": OBJECTIVES,
+    "mix_schedule": ("interleaved", "blocked"),
+    "lr_schedule": ("constant", "linear", "cosine"),
+    "loss_normalisation": ("tokens", "sequence"),
+    "backend": ("hf", "vllm"),
+    "dtype": ("auto", "bfloat16", "float16", "float32"),
+}
+_DICT_FIELDS = ("env_mix", "env_kwargs")
+_MINIMA = {"group_size": 1, "prompts_per_step": 1, "grad_accum_steps": 1, "max_new_tokens": 1, "lora_r": 1,
+           "lora_alpha": 1, "log_every": 1, "eval_seed": 1, "warmup_steps": 0, "max_steps": 0,
+           "weight_decay": 0, "kl_coef": 0, "seed": 0, "eval_every": 0, "eval_episodes": 0,
+           "save_every": 0}
+_HINTS = {"lora_r": " (the LoRA adapter's rank; the paper uses 16)", "lora_alpha": " (LoRA scaling is alpha / r)",
+          "max_new_tokens": " (an answer needs at least one token)", "eval_every": " (0: evaluate only before and after training)", "save_every": " (0: save only at the end)",
+          "prompts_per_step": " (scenes per optimizer step)", "max_steps": " (0 only evaluates the base)"}
+DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class ConfigError(ValueError):
+    """An invalid training configuration; the message names the value, the rule and the fix."""
+
+
+def _close(word: str, options: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest options (case-insensitive), or ''."""
+    options = list(options)
+    lower = {o.lower(): o for o in options}
+    hits = [lower[m] for m in difflib.get_close_matches(word.lower(), list(lower), n=3, cutoff=0.6)]
+    return f" (did you mean {', '.join(repr(h) for h in hits)}?)" if hits else ""
+
+
+@dataclass
+class TrainConfig:
+    """A training run of the VLM agent's LoRA adapter on environment rollouts.
+
+    A step makes one optimizer update from ``prompts_per_step * group_size`` completions,
+    split into ``grad_accum_steps`` micro-batches: GRPO/GSPO sample ``group_size``
+    completions for each of ``prompts_per_step`` scenes (one ``reset(seed)`` each); SFT
+    trains on the oracle answers of ``prompts_per_step * group_size`` scenes (the same
+    batch, so objectives compare at equal batch size).
+
+    Model:
+        model: base checkpoint: ``"tiny-base"`` (the pre-trained tiny base, built once and
+            cached), ``"tiny"`` (the random-weight tiny model), a local folder or a hub id
+            such as ``"Qwen/Qwen3-VL-8B-Instruct"``.
+        load_in_4bit: quantise the base to 4-bit NF4 (QLoRA; needs bitsandbytes).
+        backend: generation backend of the rollouts: ``"hf"`` (transformers) or ``"vllm"``
+            (GPU; the adapter is hot-swapped after every update).
+        dtype: weights' dtype: ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"bfloat16"``, ``"float16"``, ``"float32"``.
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+    Environments:
+        env_id: Gymnasium id to train on (any registered id; ``"envs:ID"`` also works).
+        env_mix: None, or ``{env_id: weight}`` for multi-task training; weights > 0, need not
+            sum to 1. When set it replaces ``env_id`` (see :attr:`env_weights`).
+        mix_schedule: how a mix is scheduled: ``"interleaved"`` (each step's scenes drawn
+            from the mix by weight) or ``"blocked"`` (contiguous blocks of steps per env in
+            weight proportion, in ``env_mix`` order, as in the paper's A.9.4).
+        env_kwargs: keyword arguments for ``gym.make`` (e.g. ``{"image_size": 112}``).
+    Objective:
+        objective: ``"grpo"`` (token-level clipped surrogate, group-normalised advantages),
+            ``"gspo"`` (sequence-level, length-normalised importance ratio) or ``"sft"``
+            (cross-entropy on the oracle answer, completion tokens only).
+        group_size: completions per scene, >= 2 for grpo/gspo (advantages are relative to
+            the group). For ``sft``, >= 1: a batch multiplier (one oracle answer per scene,
+            ``prompts_per_step * group_size`` scenes), so ``--set objective=sft`` keeps the batch.
+        prompts_per_step: prompts per optimizer step; the step's batch is
+            ``prompts_per_step * group_size`` completions.
+        grad_accum_steps: micro-batches per step; must divide the batch.
+        clip_eps_low / clip_eps_high: the ratio is clipped to ``[1 - low, 1 + high]``;
+            each in (0, 1). GSPO uses much smaller values (e.g. 3e-4 / 4e-4).
+        loss_normalisation: ``"tokens"`` (sum over the group's completion tokens divided by
+            their total count, the paper's) or ``"sequence"`` (mean per completion, then mean).
+        kl_coef: weight of a k3 KL penalty to the base model (adapter off); 0 (the paper's)
+            disables it and skips the reference forward.
+        skip_degenerate_groups: groups whose rewards are all equal have zero advantage;
+            True drops them from the batch (no forward/backward); they are always counted.
+    Sampling:
+        temperature: sampling temperature of rollouts, > 0 for grpo/gspo.
+        top_p: nucleus mass in (0, 1]; 1 disables it.
+        max_new_tokens: most tokens per completion, >= 1.
+    Optimisation (AdamW):
+        learning_rate: peak learning rate, > 0.
+        lr_schedule: ``"constant"``, ``"linear"`` (decay to 0 at ``max_steps``) or ``"cosine"``,
+            all after ``warmup_steps`` of linear warm-up.
+        warmup_steps: linear warm-up steps, in [0, max_steps].
+        max_steps: optimizer steps of the run, >= 0 (0 only evaluates the base).
+        max_grad_norm: gradient-norm clipping threshold, > 0 (a huge value such as 1e9
+            effectively disables clipping).
+        weight_decay: AdamW weight decay, >= 0.
+    Adapter (PEFT LoRA):
+        lora_r: rank, >= 1. lora_alpha: scale numerator (scaling = alpha / r), >= 1.
+        lora_dropout: dropout on the LoRA input, in [0, 1).
+        target_modules: names of the language model's linear modules that get LoRA (a
+            non-empty list of names such as ``q_proj``; the vision encoder's modules are
+            excluded unless ``train_vision``).
+        train_vision: also put LoRA on the vision encoder (the paper's vision ablation).
+    Reproducibility, evaluation, output:
+        seed: seed of everything (model init of the adapter, scene seeds, sampling), >= 0.
+        eval_every: evaluate every this many steps (0: only before and after training).
+        eval_episodes: held-out episodes per evaluation (>= 1 when evaluating; 0 disables).
+        eval_seed: held-out scenes use seeds ``eval_seed, eval_seed + 1, ...``; training
+            draws scene seeds from ``[0, eval_seed)``, so the two never overlap.
+        save_every: checkpoint every this many steps (0: only at the end).
+        log_every: write metrics every this many steps, >= 1.
+        output_dir: the run's folder (TensorBoard logs, ``metrics.jsonl``, checkpoints).
+
+    Raises:
+        ConfigError: any field of the wrong type or out of range.
+    """
+
+    model: str = "tiny-base"
+    env_id: str = "TopBlockXOnly-v0"
+    env_mix: dict[str, float] | None = None
+    mix_schedule: str = "interleaved"
+    objective: str = "grpo"
+    group_size: int = 16
+    prompts_per_step: int = 4
+    grad_accum_steps: int = 1
+    learning_rate: float = 5e-5
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    max_steps: int = 100
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+    clip_eps_low: float = 0.2
+    clip_eps_high: float = 0.2
+    loss_normalisation: str = "tokens"
+    kl_coef: float = 0.0
+    skip_degenerate_groups: bool = True
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 16
+    lora_r: int = 16
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
+    train_vision: bool = False
+    load_in_4bit: bool = False
+    backend: str = "hf"
+    dtype: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+    eval_every: int = 25
+    eval_episodes: int = 256
+    eval_seed: int = 1_000_000
+    save_every: int = 25
+    output_dir: str = "runs/quickstart"
+    log_every: int = 1
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
+        for name, options in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in options:
+                _fail(f"{name} must be one of {list(options)}; got {value!r}{_close(str(value), options)}")
+        if self.objective != "sft" and self.group_size < 2:
+            _fail(f"group_size must be >= 2 for {self.objective}: advantages are relative to the group; "
+                  f"got {self.group_size}")
+        for name, low in _MINIMA.items():
+            if getattr(self, name) < low:
+                _fail(f"{name} must be >= {low}{_HINTS.get(name, '')}; got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            _fail(f"learning_rate must be > 0; got {self.learning_rate} (e.g. 5e-5)")
+        if self.max_grad_norm <= 0:
+            _fail(f"max_grad_norm must be > 0 (clipping to 0 would zero every gradient); got {self.max_grad_norm}; "
+                  "use a huge value such as 1e9 to effectively disable clipping")
+        if self.batch_size % self.grad_accum_steps:
+            _fail(f"the batch (prompts_per_step * group_size = {self.batch_size} completions) must be divisible by "
+                  f"grad_accum_steps={self.grad_accum_steps}; pick a divisor of {self.batch_size}")
+        if self.warmup_steps > self.max_steps:
+            _fail(f"warmup_steps ({self.warmup_steps}) must be <= max_steps ({self.max_steps}); "
+                  "lower warmup_steps or raise max_steps")
+        for name in ("clip_eps_low", "clip_eps_high"):
+            if not 0 < getattr(self, name) < 1:
+                _fail(f"{name} must be in (0, 1) (the ratio is clipped to [1 - low, 1 + high]); "
+                      f"got {getattr(self, name)}")
+        if not 0 <= self.lora_dropout < 1:
+            _fail(f"lora_dropout must be in [0, 1); got {self.lora_dropout}")
+        if not 0 < self.top_p <= 1:
+            _fail(f"top_p must be in (0, 1] (1 disables nucleus sampling); got {self.top_p}")
+        if self.temperature < 0:
+            _fail(f"temperature must be >= 0; got {self.temperature}")
+        if self.objective != "sft" and self.temperature == 0:
+            _fail(f"temperature must be > 0 for {self.objective}: greedy samples are identical, so every group "
+                  "would be degenerate; use e.g. temperature=1.0")
+        if self.eval_every > 0 and self.eval_episodes == 0:
+            _fail(f"eval_every={self.eval_every} asks for evaluation but eval_episodes is 0; "
+                  "set eval_episodes >= 1 or eval_every=0")
+        needed = self.scenes_per_step * max(self.max_steps, 1)
+        if self.eval_seed < needed:
+            _fail(f"eval_seed ({self.eval_seed}) is too small: training draws scene seeds from [0, eval_seed) "
+                  f"and uses up to {needed} scenes ({self.max_steps} steps x {self.scenes_per_step}); "
+                  f"raise eval_seed to >= {needed}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            _fail(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {self.device!r}")
+        if self.backend == "vllm" and self.device in ("cpu", "mps"):
+            _fail(f"backend='vllm' needs a CUDA GPU but device={self.device!r}; use backend=hf or device=cuda")
+        if not self.model.strip() or not self.output_dir.strip():
+            _fail(f"model and output_dir must be non-empty; got model={self.model!r}, output_dir={self.output_dir!r}")
+        self._check_target_modules()
+        self._check_envs()
+
+    def _check_target_modules(self):
+        tm = self.target_modules
+        if not tm or not all(isinstance(m, str) and re.fullmatch(r"[A-Za-z0-9_.]+", m) for m in tm):
+            _fail(f"target_modules must be a non-empty list of module names (letters, digits, '_', '.'), "
+                  f"e.g. [q_proj, v_proj]; got {tm!r}")
+        self.target_modules = list(tm)
+
+    def _check_envs(self):
+        import gymnasium as gym
+
+        import envs  # noqa: F401  (registers the ids)
+
+        _check_env_id("env_id", self.env_id, gym)
+        if self.env_mix is not None:
+            if not self.env_mix:
+                _fail("env_mix must be None or a non-empty {env_id: weight} mapping; got {}")
+            for env_id, w in self.env_mix.items():
+                _check_env_id(f"env_mix key {env_id!r}", env_id, gym)
+                if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+                    _fail(f"env_mix weight of {env_id!r} must be a number > 0; got {w!r} "
+                          "(remove the env from the mix instead of giving it weight 0)")
+            self.env_mix = {k: float(v) for k, v in self.env_mix.items()}
+        for env_id in self.env_weights if self.env_kwargs else ():
+            _check_env_kwargs(env_id, self.env_kwargs, gym)
+
+    # -- derived quantities -------------------------------------------------------------------
+
+    @property
+    def completions_per_scene(self) -> int:
+        """``group_size`` for grpo/gspo; 1 for sft (one oracle answer per scene)."""
+        return 1 if self.objective == "sft" else self.group_size
+
+    @property
+    def scenes_per_step(self) -> int:
+        """Scenes (env resets) per optimizer step: ``prompts_per_step``, or the whole batch for sft."""
+        return self.batch_size if self.objective == "sft" else self.prompts_per_step
+
+    @property
+    def batch_size(self) -> int:
+        """Completions per optimizer step: ``prompts_per_step * group_size``, for every objective."""
+        return self.prompts_per_step * self.group_size
+
+    @property
+    def micro_batch_size(self) -> int:
+        """Completions per forward/backward: ``batch_size // grad_accum_steps``."""
+        return self.batch_size // self.grad_accum_steps
+
+    @property
+    def env_weights(self) -> dict[str, float]:
+        """The training distribution over env ids, weights summing to 1 (``{env_id: 1.0}`` without a mix)."""
+        if self.env_mix is None:
+            return {self.env_id: 1.0}
+        total = sum(self.env_mix.values())
+        return {k: v / total for k, v in self.env_mix.items()}
+
+    @property
+    def eval_seeds(self) -> range:
+        """The held-out scene seeds: ``range(eval_seed, eval_seed + eval_episodes)``."""
+        return range(self.eval_seed, self.eval_seed + self.eval_episodes)
+
+    def agent_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :meth:`agents.vlm.VLMAgent.from_pretrained` ("auto" becomes None: the agent's default)."""
+        return {"load_in_4bit": self.load_in_4bit, "backend": self.backend,
+                "device": None if self.device == "auto" else self.device,
+                "dtype": None if self.dtype == "auto" else self.dtype}
+
+    def sampling_params(self, seed: int | None = None):
+        """The rollouts' :class:`agents.backends.base.SamplingParams` (``n = completions_per_scene``)."""
+        from agents.backends.base import SamplingParams
+
+        return SamplingParams(temperature=self.temperature, top_p=self.top_p,
+                              max_new_tokens=self.max_new_tokens, n=self.completions_per_scene, seed=seed)
+
+    # -- I/O ------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as plain Python values (a deep copy), in declaration order."""
+        return dataclasses.asdict(self)
+
+    def to_yaml(self, path: str | Path) -> Path:
+        """Write every field to ``path`` (parents created); ``from_yaml`` reads it back equal."""
+        import yaml
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], overrides: Sequence[str] = ()) -> TrainConfig:
+        """Build from a mapping of field values plus ``KEY=VALUE`` overrides (see :meth:`from_yaml`)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a mapping of field names to values; got {type(data).__name__}")
+        data = dict(data)
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in names:
+                raise ConfigError(f"unknown config key {key!r}{_close(str(key), names)}; "
+                                  f"valid keys: {', '.join(names)}")
+        for item in overrides:
+            _apply_override(data, item, names)
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+        """Load a YAML file of field values (missing fields keep their defaults), then apply overrides.
+
+        Args:
+            path: the YAML file, or None to start from the defaults.
+            overrides: ``KEY=VALUE`` strings applied in order; VALUE is parsed as YAML
+                (``learning_rate=1e-4``, ``target_modules=[q_proj,v_proj]``, ``env_mix=null``);
+                ``FIELD.KEY=VALUE`` sets one entry of a dict field (``env_mix.TopBlockXOnly-v0=0.5``,
+                ``env_kwargs.image_size=112``; VALUE ``null`` removes the entry).
+
+        Raises:
+            ConfigError: unknown keys (with close matches), malformed overrides, invalid values.
+            FileNotFoundError: no file at ``path``.
+        """
+        import yaml
+
+        data: dict[str, Any] = {}
+        if path is not None:
+            text = Path(path).read_text(encoding="utf-8")
+            try:
+                data = yaml.safe_load(text) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+            if not isinstance(data, dict):
+                raise ConfigError(f"{path}: a config file must be a YAML mapping; got {type(data).__name__}")
+        try:
+            return cls.from_dict(data, overrides)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
+
+    @classmethod
+    def from_overrides(cls, overrides: Sequence[str] = ()) -> TrainConfig:
+        """The defaults with ``KEY=VALUE`` overrides applied: ``from_yaml(None, overrides)``."""
+        return cls.from_yaml(None, overrides)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        """Add ``--config FILE``, ``--set KEY=VALUE`` (repeatable) and one ``--field-name VALUE``
+        flag per field (VALUE parsed as YAML) to ``parser``."""
+        parser.add_argument("--config", metavar="FILE", help="YAML run configuration (default: built-in defaults)")
+        parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                            help="override a field, e.g. --set learning_rate=1e-4 --set env_mix.SideBlockXY-v0=1")
+        group = parser.add_argument_group("config fields (each overrides --config and --set)")
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            group.add_argument("--" + f.name.replace("_", "-"), dest="field_" + f.name, metavar="VALUE",
+                               default=None, help=f"(default: {default!r})")
+        return parser
+
+    @classmethod
+    def from_namespace(cls, ns: argparse.Namespace) -> TrainConfig:
+        """The config described by parsed :meth:`add_arguments` flags: file, then ``--set``s in
+        order, then per-field flags."""
+        overrides = list(ns.overrides)
+        for f in dataclasses.fields(cls):
+            value = getattr(ns, "field_" + f.name, None)
+            if value is not None:
+                overrides.append(f"{f.name}={value}")
+        return cls.from_yaml(ns.config, overrides)
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str] | None = None) -> TrainConfig:
+        """Parse ``argv`` (default ``sys.argv[1:]``) with :meth:`add_arguments` and build the config."""
+        parser = cls.add_arguments(argparse.ArgumentParser(description="Train the VLM agent's LoRA adapter."))
+        ns = parser.parse_args(argv)
+        try:
+            return cls.from_namespace(ns)
+        except ConfigError as exc:
+            parser.error(str(exc))
+            raise  # unreachable: parser.error exits
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _fail(message: str):
+    raise ConfigError(message)
+
+
+def _coerce(name: str, kind: str, value: Any) -> Any:
+    """Check a field's type; numbers written as strings ('1e-4', which YAML reads as text) become numbers."""
+    if kind in ("int", "float"):
+        if isinstance(value, str):
+            try:
+                value = float(value) if kind == "float" or not value.strip().lstrip("+-").isdigit() else int(value)
+            except ValueError:
+                _fail(f"{name} must be a{'n integer' if kind == 'int' else ' number'}; got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            _fail(f"{name} must be a finite {'integer' if kind == 'int' else 'number'}; got {value!r}")
+        if kind == "int":
+            if value != int(value):
+                _fail(f"{name} must be an integer; got {value!r}")
+            return int(value)
+        return float(value)
+    if kind == "bool" and not isinstance(value, bool):
+        _fail(f"{name} must be true or false; got {value!r}")
+    if kind == "str" and not isinstance(value, str):
+        _fail(f"{name} must be a string; got {value!r}")
+    if name in _DICT_FIELDS and value is not None and not isinstance(value, dict):
+        _fail(f"{name} must be a mapping; got {value!r}")
+    if name == "env_kwargs" and value is None:
+        return {}
+    if name == "target_modules" and isinstance(value, tuple):
+        return list(value)
+    if name == "target_modules" and not isinstance(value, list):
+        _fail(f"target_modules must be a list of module names, e.g. [q_proj, v_proj]; got {value!r}")
+    return value
+
+
+def _check_env_id(what: str, env_id: Any, gym) -> None:
+    if not isinstance(env_id, str):
+        _fail(f"{what} must be a Gymnasium env id string; got {env_id!r}")
+    module, sep, name = env_id.rpartition(":")
+    if sep:
+        import importlib
+
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            _fail(f"{what}: cannot import module {module!r} of env id {env_id!r}: {exc}")
+    if name not in gym.registry:
+        from envs import ENV_IDS
+
+        _fail(f"{what}: unknown env id {env_id!r}{_close(name, gym.registry)}; "
+              f"use a registered Gymnasium id (cubeworld's: {', '.join(ENV_IDS)})")
+
+
+def _check_env_kwargs(env_id: str, kwargs: dict[str, Any], gym) -> None:
+    """Unknown ``env_kwargs`` keys fail now, with close matches, not after the model has loaded."""
+    import inspect
+
+    from gymnasium.envs.registration import load_env_creator
+
+    entry = gym.spec(env_id.rpartition(":")[2]).entry_point
+    try:
+        params = inspect.signature(load_env_creator(entry) if isinstance(entry, str) else entry).parameters
+    except (ValueError, TypeError, ImportError, AttributeError):
+        return
+    valid = [n for n in params if n != "self"] + ["max_episode_steps", "disable_env_checker"]
+    for key in kwargs:
+        if key not in valid and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            _fail(f"env_kwargs key {key!r} is not an argument of {env_id}{_close(key, valid)}; valid: {valid}")
+
+
+def _apply_override(data: dict[str, Any], item: str, names: list[str]) -> None:
+    import yaml
+
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. learning_rate=1e-4)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: VALUE is not valid YAML ({exc})") from None
+    name, dot, sub = key.partition(".")
+    name = name.replace("-", "_")
+    if name not in names:
+        raise ConfigError(f"override {item!r}: unknown config key {name!r}{_close(name, names)}")
+    if not dot:
+        data[name] = value
+        return
+    if name not in _DICT_FIELDS:
+        raise ConfigError(f"override {item!r}: only {' and '.join(_DICT_FIELDS)} take FIELD.KEY=VALUE; "
+                          f"use {name}=VALUE")
+    current = data.get(name)
+    entries = dict(current) if isinstance(current, dict) else {}
+    if value is None:
+        entries.pop(sub, None)
+    else:
+        entries[sub] = value
+    data[name] = entries or (None if name == "env_mix" else {})

@@ -236,7 +236,13 @@ def make_ppo(
         policy_kwargs={"log_std_init": log_std_init, "normalize_images": True},
     )
     kwargs.update(ppo_kwargs)
-    return PPO("CnnPolicy", venv, **kwargs)
+    model = PPO("CnnPolicy", venv, **kwargs)
+    if not verbose:
+        from stable_baselines3.common.logger import Logger
+
+        # SB3's default logger makes an empty $TMPDIR/SB3-<date> folder per run; this one writes nothing.
+        model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
 
 
 def train_ppo(env_id: str, total_timesteps: int, seed: int = 0, image_size: int = 64, **kwargs: Any):

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-from .com_rule import com_margin, random_stack
 
 from envs.physics import World
 from envs.scenes import Cube, Scene, side_block, top_block
+
+from .com_rule import com_margin, random_stack
 
 NEAR = 0.02  # block edges: scenes this close to the threshold are reported, not asserted
 

@@ -1,0 +1,774 @@
+"""One GRPO step configuration through this project's trainer and through TRL's ``GRPOTrainer``.
+
+The question a user asks before adopting ``cubeworld train``: why not TRL? This script runs
+the same GRPO step through both, each in its own subprocess (so peak-memory figures are
+separate), and prints the mean wall time per optimizer step, completions per second, peak
+memory, and the step-time ratio ours / TRL (goal, issue 4: <= 0.8).
+
+Same for both:
+
+* the model and processor, loaded by :meth:`agents.vlm.VLMAgent.from_pretrained` (``tiny`` by
+  default; ``--model DIR`` for a local checkpoint, ``--load-in-4bit`` for a QLoRA base);
+* a fresh PEFT LoRA adapter, r = alpha = ``--lora-r``, dropout 0, on the language model's
+  attention and MLP projections (q/k/v/o, gate/up/down; the vision encoder excluded: the
+  regex of :func:`training.trainer.lora_target_regex`);
+* ``--prompts`` scenes per step (the *same* scenes: the seeds our trainer draws for each
+  step), ``--group-size`` completions per scene, at most ``--max-new-tokens`` tokens,
+  temperature 1, top-p 1, no top-k; rewards from the environment (``reset(seed)``, then
+  ``env.unwrapped.judge(text)`` per completion);
+* the objective: token-level clipped surrogate (eps 0.2), group-normalised advantages,
+  normalised by the batch's completion tokens (TRL ``loss_type="bnpo"``), no KL term
+  (``beta=0``), one update per batch (so old log-probabilities are the detached current
+  ones); AdamW at ``--learning-rate``, constant schedule, weight decay 0, grad-norm clip 1.0;
+* precision: the model's dtype (fp32 on CPU, bf16 on CUDA), no autocast (TRL ``bf16=False``);
+* no evaluation, no checkpoints during the timed steps, no logging backends.
+
+Where the two differ by default, and the switches:
+
+* our trainer skips groups whose rewards are all equal (no forward/backward for them);
+  TRL trains on them with zero advantage. A random-weight ``tiny`` answers nonsense, so
+  nearly every group is degenerate and skipping would time almost nothing but rollouts:
+  the benchmark therefore turns skipping **off** (same work as TRL);
+  ``--skip-degenerate-groups`` measures our default instead.
+* TRL turns gradient checkpointing on by default; our trainer has none, so it is **off**
+  here (same work); ``--trl-gradient-checkpointing`` measures TRL's default.
+* our ``hf`` backend also returns every sampled token's log-probability (for the
+  backend/trainer log-prob gap in the logs); TRL's transformers path does not.
+* TRL scores the training forward with its fused LM head over every position of the
+  sequence (prompt included); ours computes logits for the completion positions only. With
+  Qwen's 152k-row vocabulary this dominates TRL's step on small models.
+* with a 4-bit base, TRL casts the LoRA weights to bf16; ours keeps them in fp32.
+
+Step time: each trainer runs ``1 + --steps`` optimizer steps; the timestamps are taken at
+the end of every step (our trainer: when the step's metrics are logged; TRL: the
+``on_step_end`` callback), and the mean over the ``--steps`` intervals after the warm-up
+step is reported. Each interval is everything a step costs, data included (our env resets
+and rendering; TRL's dataloader and image decoding). Per-phase timers (generation,
+environment, training forward, backward, optimizer) are wrapped around both trainers'
+own functions and reported per step. Ours: ``generate`` is the backend call (chat template
+and image processing of the P prompts included), ``train forward`` is
+``VLMAgent.completion_logprobs`` (image processing of the P*G rows included). TRL:
+``generate`` is ``_generate_single_turn``; its chat template and image processing (twice
+per step, P*G rows each) and the dataloader fall under ``other``.
+
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` (reset after the model is
+loaded, so it includes the weights plus everything training adds). On CPU the process's
+peak resident set over the training steps (Linux: ``VmHWM`` after resetting it through
+``/proc/self/clear_refs``; elsewhere psutil sampling every 5 ms, else ``ru_maxrss``,
+which includes loading), and the resident set before training for reference.
+
+    python benchmarks/trainer_vs_trl.py                    # tiny, P=2, G=8, M=16, 3 steps, 2 runs each (~1 min CPU)
+    python benchmarks/trainer_vs_trl.py --prompts 4 --group-size 16 --steps 5
+    python benchmarks/trainer_vs_trl.py --only ours --profile    # cProfile of our trainer's timed steps
+
+``--repeats`` runs each trainer that many times, alternating the order, and pools the step
+times (the table gives mean, median and range; the ratio line both). On a machine shared
+with other jobs, torch's OpenMP threads can stall for seconds when a core is taken from
+them (steps 10-50x slower, at random); ``--threads 1`` measures reliably there, and the
+ratio, not the absolute time, is what to compare.
+
+GPU, a Qwen2.5-VL-7B-shaped model with random weights in 4-bit (no download needed):
+
+    python benchmarks/trainer_vs_trl.py make-random-model /data/qwen25vl7b-random          # ~16 GB bf16
+    python benchmarks/trainer_vs_trl.py --model /data/qwen25vl7b-random --load-in-4bit \\
+        --prompts 2 --group-size 8 --max-new-tokens 64 --steps 3
+
+``make-random-model`` builds ``Qwen2_5_VLForConditionalGeneration`` from Qwen2.5-VL-7B-Instruct's
+configuration (:data:`QWEN25_VL_7B_CONFIG`, or ``--config-json`` a local ``config.json``) with
+transformers' random initialisation (normal, std 0.02; on the GPU when there is one), saves it
+in bf16 safetensors, and copies the ``tiny`` model's tokenizer and image processor next to it:
+the 7B architecture, vocabulary size (152,064 rows) and vision tower, with image inputs
+processed exactly as Qwen's (14 px patches, 2x2 merge); the config's special-token ids are
+set to that tokenizer's. ``--set text_config.num_hidden_layers=2`` (repeatable) overrides
+config fields, e.g. to test the path on a CPU with a cut-down model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import functools
+import io
+import json
+import os
+import pathlib
+import pstats
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+GOAL = 0.8
+TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+# Qwen/Qwen2.5-VL-7B-Instruct's config.json, in transformers 5's nested layout (text_config,
+# rope_parameters). Token ids are replaced by the tokenizer's in make_random_model.
+QWEN25_VL_7B_CONFIG: dict[str, Any] = {
+    "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+    "model_type": "qwen2_5_vl",
+    "tie_word_embeddings": False,
+    "image_token_id": 151655,
+    "video_token_id": 151656,
+    "vision_start_token_id": 151652,
+    "vision_end_token_id": 151653,
+    "text_config": {
+        "model_type": "qwen2_5_vl_text",
+        "attention_dropout": 0.0,
+        "bos_token_id": 151643,
+        "eos_token_id": 151645,
+        "hidden_act": "silu",
+        "hidden_size": 3584,
+        "initializer_range": 0.02,
+        "intermediate_size": 18944,
+        "max_position_embeddings": 128000,
+        "max_window_layers": 28,
+        "num_attention_heads": 28,
+        "num_hidden_layers": 28,
+        "num_key_value_heads": 4,
+        "rms_norm_eps": 1e-06,
+        "rope_parameters": {"mrope_section": [16, 24, 24], "rope_theta": 1000000.0, "rope_type": "default"},
+        "sliding_window": 32768,
+        "use_cache": True,
+        "use_sliding_window": False,
+        "vocab_size": 152064,
+    },
+    "vision_config": {
+        "model_type": "qwen2_5_vl_vision",
+        "depth": 32,
+        "fullatt_block_indexes": [7, 15, 23, 31],
+        "hidden_act": "silu",
+        "hidden_size": 1280,
+        "in_channels": 3,
+        "initializer_range": 0.02,
+        "intermediate_size": 3420,
+        "num_heads": 16,
+        "out_hidden_size": 3584,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "tokens_per_second": 2,
+        "window_size": 112,
+    },
+}
+
+
+# -- measurement helpers (used inside the worker subprocesses) -----------------------------------
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class Timers:
+    """Accumulated wall time per phase, snapshotted at every step end."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, float] = defaultdict(float)
+        self.steps: list[dict[str, float]] = []
+        self.step_ends: list[float] = []
+
+    def wrap(self, obj: Any, attr: str, name: str) -> None:
+        """Replace ``obj.attr`` (an instance's method or a function) with a timed version."""
+        fn = getattr(obj, attr)
+
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            _sync()
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _sync()
+                self.current[name] += time.perf_counter() - t0
+
+        setattr(obj, attr, timed)
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.current[name] += time.perf_counter() - t0
+
+    def step_end(self) -> None:
+        _sync()
+        self.step_ends.append(time.perf_counter())
+        self.steps.append(dict(self.current))
+        self.current.clear()
+
+
+class PeakMemory:
+    """Peak memory over a region: CUDA allocated bytes, or the process's peak resident set (MB)."""
+
+    def __init__(self) -> None:
+        self.cuda = _cuda()
+        self.method = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sampled = 0
+
+    @staticmethod
+    def rss_mb() -> float:
+        try:
+            import psutil
+
+            return psutil.Process().memory_info().rss / 2**20
+        except ImportError:
+            for line in open("/proc/self/status"):
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def start(self) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.method = "torch.cuda.max_memory_allocated"
+            return
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM, the peak resident set (Linux >= 4.0)
+            self.method = "VmHWM (reset before training)"
+            return
+        except OSError:
+            pass
+        try:
+            import psutil  # noqa: F401
+
+            self.method = "psutil RSS sampled every 5 ms"
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        except ImportError:
+            self.method = "ru_maxrss (process lifetime, includes loading)"
+
+    def _sample(self) -> None:
+        import psutil
+
+        proc = psutil.Process()
+        while not self._stop.is_set():
+            self._sampled = max(self._sampled, proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def peak_mb(self) -> float:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() / 2**20
+        if self.method.startswith("VmHWM"):
+            for line in open("/proc/self/status"):
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            return self._sampled / 2**20
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+# -- the two workers -----------------------------------------------------------------------------
+
+
+def _device(args) -> str:
+    return args.device or ("cuda" if _cuda() else "cpu")
+
+
+def _load_agent(args):
+    from agents.vlm import VLMAgent
+
+    return VLMAgent.from_pretrained(args.model, load_in_4bit=args.load_in_4bit, device=_device(args))
+
+
+def _train_config(args, output_dir: str):
+    from training.config import TrainConfig
+
+    return TrainConfig(
+        model=args.model, env_id=args.env_id, objective="grpo", group_size=args.group_size,
+        prompts_per_step=args.prompts, grad_accum_steps=1, max_new_tokens=args.max_new_tokens,
+        temperature=1.0, top_p=1.0, learning_rate=args.learning_rate, lr_schedule="constant",
+        max_steps=1 + args.steps, max_grad_norm=1.0, weight_decay=0.0, clip_eps_low=0.2, clip_eps_high=0.2,
+        loss_normalisation="tokens", kl_coef=0.0, skip_degenerate_groups=args.skip_degenerate_groups,
+        lora_r=args.lora_r, lora_alpha=args.lora_r, lora_dropout=0.0, target_modules=list(TARGET_MODULES),
+        train_vision=False, load_in_4bit=args.load_in_4bit, device=_device(args), seed=args.seed,
+        eval_every=0, eval_episodes=0, save_every=0, log_every=1, output_dir=output_dir)
+
+
+def _lora_config(args):
+    from peft import LoraConfig
+
+    from training.trainer import lora_target_regex
+
+    return LoraConfig(r=args.lora_r, lora_alpha=args.lora_r, lora_dropout=0.0,
+                      target_modules=lora_target_regex(TARGET_MODULES, False))
+
+
+def _profiler(args, timers: Timers):
+    """cProfile over the timed steps (after the warm-up step), when ``--profile``."""
+    if not args.profile:
+        return None
+    prof = cProfile.Profile()
+    original = timers.step_end
+
+    def step_end():
+        original()
+        if len(timers.step_ends) == 1:
+            prof.enable()
+
+    timers.step_end = step_end
+    return prof
+
+
+def _profile_text(prof) -> str:
+    if prof is None:
+        return ""
+    prof.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out).sort_stats("cumulative")
+    stats.print_stats(45)
+    return out.getvalue()
+
+
+def run_ours(args, workdir: str) -> dict[str, Any]:
+    """Our trainer, one run of ``1 + steps`` GRPO steps; timestamps at each step's log call."""
+    import torch
+
+    from training.rollouts import EnvPool
+    from training.trainer import Trainer
+
+    timers = Timers()
+    prof = _profiler(args, timers)
+    records: list[dict[str, Any]] = []
+
+    class TimedPool(EnvPool):
+        def get(self, env_id, slot=0):
+            fresh = (env_id, slot) not in self._envs
+            env = super().get(env_id, slot)
+            if fresh:
+                timers.wrap(env, "reset", "env")
+                timers.wrap(env.unwrapped, "judge", "env")
+            return env
+
+    class BenchTrainer(Trainer):
+        def _setup(self):
+            super()._setup()
+            timers.wrap(self._agent.backend, "generate", "generate")
+            timers.wrap(self._agent, "completion_logprobs", "train forward")
+            timers.wrap(self.optimizer, "step", "optimizer")
+
+        def _backward(self, *a, **kw):
+            # loss + backward = _backward's time minus the forward's (timed inside it)
+            before = timers.current["train forward"]
+            t0 = time.perf_counter()
+            try:
+                return super()._backward(*a, **kw)
+            finally:
+                _sync()
+                spent = time.perf_counter() - t0 - (timers.current["train forward"] - before)
+                timers.current["loss + backward"] += spent
+
+        def _log(self, writer, path, metrics):  # noqa: D102  (an instance method here: it records the step end)
+            Trainer._log(writer, path, metrics)
+            records.append(dict(metrics))
+            timers.step_end()
+
+    agent = _load_agent(args)
+    trainer = BenchTrainer(_train_config(args, os.path.join(workdir, "run")), agent=agent)
+    trainer.pool = TimedPool(trainer.config.env_kwargs)
+    memory = PeakMemory()
+    rss_before = memory.rss_mb()
+    memory.start()
+    trainer.train(progress=False)
+    peak = memory.peak_mb()
+    profile = _profile_text(prof)
+    lengths = [r.get("completion_length", float("nan")) for r in records[1:]]
+    return dict(trainer="ours", timers=timers, peak_mb=peak, rss_before_mb=rss_before,
+                memory_method=memory.method, completion_length=sum(lengths) / max(len(lengths), 1),
+                extra={"groups_used (mean)": sum(r.get("groups_used", 0) for r in records[1:]) / max(len(records) - 1, 1),
+                       "degenerate_fraction (mean)": sum(r.get("degenerate_fraction", 0) for r in records[1:])
+                       / max(len(records) - 1, 1)},
+                threads=torch.get_num_threads(), profile=profile)
+
+
+def _scenes(args) -> list[tuple[str, int]]:
+    """The (env id, seed) of every scene our trainer draws, step by step: TRL gets the same scenes."""
+    import tempfile as _tf
+
+    from training.trainer import Trainer
+
+    scenes = []
+    with _tf.TemporaryDirectory() as tmp:
+        planner = Trainer(_train_config(args, tmp))
+        for step in range(1, args.steps + 2):
+            env_ids, seeds, _ = planner._scenes(step, args.prompts)
+            scenes += list(zip(env_ids, seeds))
+        planner.pool.close()
+    return scenes
+
+
+def run_trl(args, workdir: str) -> dict[str, Any]:
+    """TRL's GRPOTrainer on the same model, scenes, LoRA and step configuration."""
+    import gymnasium as gym
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    import envs  # noqa: F401  (registers the ids)
+    from agents.backends.hf import to_pil
+
+    timers = Timers()
+    prof = _profiler(args, timers)
+    cpu = _device(args) == "cpu"
+
+    # The dataset: the scenes our trainer would draw, as conversational prompts with their image.
+    rows, made = [], {}
+    for env_id, seed in _scenes(args):
+        env = made.setdefault(env_id, gym.make(env_id))
+        obs, _ = env.reset(seed=seed)
+        rows.append({"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": obs["prompt"]}]}],
+                     "image": to_pil(obs["image"]), "env_id": env_id, "seed": int(seed)})
+    dataset = Dataset.from_list(rows)
+    lengths: list[int] = []
+
+    def env_reward(prompts, completions, env_id, seed, completion_ids=None, **_):
+        """Score each completion with the environment: reset on the row's seed (once per group), then judge."""
+        with timers.phase("env"):
+            rewards, last = [], None
+            for completion, eid, s in zip(completions, env_id, seed, strict=True):
+                env = made.setdefault(eid, gym.make(eid))
+                if (eid, s) != last:
+                    env.reset(seed=int(s))
+                    last = (eid, s)
+                text = completion if isinstance(completion, str) else completion[-1]["content"]
+                if isinstance(text, list):  # structured content blocks
+                    text = "".join(part.get("text", "") for part in text if isinstance(part, dict))
+                rewards.append(float(env.unwrapped.judge(text)[0]))
+        if completion_ids is not None:
+            lengths.extend(len(c) for c in completion_ids)
+        return rewards
+
+    agent = _load_agent(args)
+    model, processor = agent.model, agent.processor
+    # TRL loads its own processor with left padding; a processor passed in must be set up the same way
+    # (the forward pass aligns the processor's mm_token_type_ids with left-padded prompt ids).
+    processor.tokenizer.padding_side = "left"
+
+    config = GRPOConfig(
+        output_dir=os.path.join(workdir, "trl"),
+        per_device_train_batch_size=args.prompts * args.group_size,  # TRL counts completions
+        gradient_accumulation_steps=1,
+        num_generations=args.group_size,
+        max_completion_length=args.max_new_tokens,
+        temperature=1.0, top_p=1.0, top_k=0,
+        learning_rate=args.learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+        max_grad_norm=1.0,
+        loss_type="bnpo", beta=0.0, epsilon=0.2, num_iterations=1, scale_rewards="group",
+        max_steps=1 + args.steps,
+        shuffle_dataset=False,
+        gradient_checkpointing=args.trl_gradient_checkpointing,
+        bf16=False, fp16=False,
+        use_cpu=cpu,
+        seed=args.seed,
+        report_to="none", logging_strategy="no", save_strategy="no", eval_strategy="no",
+        disable_tqdm=True, log_completions=False,
+        dataloader_num_workers=0,
+    )
+
+    class StepEnd(TrainerCallback):
+        def on_pre_optimizer_step(self, *a, **kw):
+            _sync()
+            self._t = time.perf_counter()
+
+        def on_optimizer_step(self, *a, **kw):
+            _sync()
+            timers.current["optimizer"] += time.perf_counter() - self._t
+
+        def on_step_end(self, *a, **kw):
+            timers.step_end()
+
+    trainer = GRPOTrainer(model=model, reward_funcs=env_reward, args=config, train_dataset=dataset,
+                          processing_class=processor, peft_config=_lora_config(args), callbacks=[StepEnd()])
+    timers.wrap(trainer, "_generate_single_turn", "generate")
+    timers.wrap(trainer, "_get_per_token_logps_and_entropies", "train forward")
+    timers.wrap(trainer.accelerator, "backward", "loss + backward")
+    memory = PeakMemory()
+    rss_before = memory.rss_mb()
+    memory.start()
+    trainer.train()
+    peak = memory.peak_mb()
+    profile = _profile_text(prof)
+    timed = lengths[args.prompts * args.group_size:]
+    return dict(trainer="TRL", timers=timers, peak_mb=peak, rss_before_mb=rss_before, memory_method=memory.method,
+                completion_length=sum(timed) / max(len(timed), 1), extra={}, threads=torch.get_num_threads(),
+                profile=profile)
+
+
+def worker(args) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    with tempfile.TemporaryDirectory(prefix="trainer_vs_trl-") as workdir:
+        result = (run_ours if args.worker == "ours" else run_trl)(args, workdir)
+    timers: Timers = result.pop("timers")
+    ends = timers.step_ends
+    if len(ends) < args.steps + 1:
+        raise RuntimeError(f"{result['trainer']}: expected {args.steps + 1} step ends, got {len(ends)}")
+    intervals = [b - a for a, b in zip(ends[: args.steps], ends[1: args.steps + 1])]
+    phases = defaultdict(float)
+    for snap in timers.steps[1: args.steps + 1]:
+        for k, v in snap.items():
+            phases[k] += v / args.steps
+    result.update(step_times=intervals, step_s=sum(intervals) / len(intervals), phases=dict(phases),
+                  device=_device(args) + (f" ({torch.cuda.get_device_name()})" if _cuda() else ""))
+    pathlib.Path(args.result).write_text(json.dumps(result))
+
+
+# -- the parent: run both, print the table -------------------------------------------------------
+
+
+def _spawn(name: str, argv: list[str], timeout: float) -> dict[str, Any]:
+    fd, path = tempfile.mkstemp(prefix=f"trainer_vs_trl-{name}-", suffix=".json")
+    os.close(fd)
+    cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), *argv, "--worker", name, "--result", path]
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=timeout)
+    try:
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+            raise RuntimeError(f"the {name} worker failed (exit {proc.returncode}):\n{tail}")
+        result = json.loads(pathlib.Path(path).read_text())
+    finally:
+        pathlib.Path(path).unlink(missing_ok=True)
+    result["process_s"] = time.perf_counter() - t0
+    return result
+
+
+def _merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One trainer's repeats as one result: step times pooled, phases averaged, the highest peak."""
+    merged = dict(runs[0])
+    times = [t for r in runs for t in r["step_times"]]
+    merged.update(step_times=times, step_s=sum(times) / len(times), runs=len(runs),
+                  run_means=[r["step_s"] for r in runs],
+                  peak_mb=max(r["peak_mb"] for r in runs),
+                  rss_before_mb=sum(r["rss_before_mb"] for r in runs) / len(runs),
+                  completion_length=sum(r["completion_length"] for r in runs) / len(runs),
+                  phases={k: sum(r["phases"].get(k, 0.0) for r in runs) / len(runs)
+                          for k in {k for r in runs for k in r["phases"]}},
+                  extra={k: sum(r["extra"][k] for r in runs) / len(runs) for k in runs[0]["extra"]},
+                  profile="\n".join(r.get("profile", "") for r in runs).strip())
+    return merged
+
+
+def _median(values: list[float]) -> float:
+    s = sorted(values)
+    return (s[len(s) // 2] + s[(len(s) - 1) // 2]) / 2
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *[line(r) for r in rows]])
+
+
+def report(args, results: list[dict[str, Any]]) -> str:
+    batch = args.prompts * args.group_size
+    out = [f"GRPO step: model={args.model}{' (4-bit)' if args.load_in_4bit else ''}, env={args.env_id}, "
+           f"P={args.prompts} prompts x G={args.group_size} completions = {batch}/step, M={args.max_new_tokens} "
+           f"new tokens, LoRA r=alpha={args.lora_r} (LM attention+MLP), lr={args.learning_rate}; "
+           f"{args.repeats} run(s) per trainer, each {args.steps} timed steps after 1 warm-up",
+           f"device: {results[0]['device']}, torch threads: {results[0]['threads']}; "
+           f"ours skip_degenerate_groups={args.skip_degenerate_groups}, "
+           f"TRL gradient_checkpointing={args.trl_gradient_checkpointing}", ""]
+    mem_label = "peak GPU mem (MB)" if results[0]["device"].startswith("cuda") else "peak RSS (MB)"
+    rows = []
+    for r in results:
+        times = r["step_times"]
+        rows.append([r["trainer"], f"{r['step_s']:.3f}", f"{_median(times):.3f}", f"{min(times):.3f}-{max(times):.3f}",
+                     f"{batch / r['step_s']:.1f}", f"{r['completion_length']:.1f}", f"{r['peak_mb']:.0f}",
+                     f"{r['rss_before_mb']:.0f}"])
+    out.append(_table(rows, ["trainer", "step mean (s)", "median (s)", "min-max (s)", "completions/s",
+                             "tokens/completion", mem_label, "RSS before (MB)"]))
+    by = {r["trainer"]: r for r in results}
+    if "ours" in by and "TRL" in by:
+        ours, trl = by["ours"], by["TRL"]
+        ratio = ours["step_s"] / trl["step_s"]
+        median = _median(ours["step_times"]) / _median(trl["step_times"])
+        out += ["", f"step time ours/TRL: {ratio:.2f}x mean, {median:.2f}x median "
+                    f"(goal <= {GOAL}x: {'met' if ratio <= GOAL else 'NOT met'}); "
+                    f"peak memory ours/TRL: {ours['peak_mb'] / trl['peak_mb']:.2f}x"]
+        if args.repeats > 1:
+            out.append("per-run mean step (s): " + "; ".join(
+                f"{r['trainer']} " + ", ".join(f"{x:.3f}" for x in r["run_means"]) for r in results))
+    order = ["generate", "env", "train forward", "loss + backward", "optimizer"]
+    phases = sorted({k for r in results for k in r["phases"]}, key=lambda k: order.index(k) if k in order else 99)
+    rows = []
+    for r in results:
+        known = sum(r["phases"].values())
+        rows.append([r["trainer"], *[f"{r['phases'].get(k, 0.0):.3f}" for k in phases],
+                     f"{r['step_s'] - known:.3f}", f"{r['step_s']:.3f}"])
+    out += ["", "where a step's time goes (s per step, mean of the timed steps):",
+            _table(rows, ["trainer", *phases, "other", "step"])]
+    notes = [f"{r['trainer']}: {k} = {v:.2f}" for r in results for k, v in r["extra"].items()]
+    out += ["", "memory: " + "; ".join(f"{r['trainer']}: {r['memory_method']}" for r in results)]
+    if notes:
+        out.append("notes: " + "; ".join(notes))
+    for r in results:
+        if r.get("profile"):
+            out += ["", f"cProfile of {r['trainer']}'s timed steps (cumulative):", r["profile"]]
+    return "\n".join(out)
+
+
+# -- make-random-model ---------------------------------------------------------------------------
+
+
+def _set_path(config: dict[str, Any], dotted: str, raw: str) -> None:
+    import yaml
+
+    keys = dotted.split(".")
+    node = config
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = yaml.safe_load(raw)
+
+
+def make_random_model(out: str, config_json: str | None, overrides: list[str], seed: int = 0) -> pathlib.Path:
+    """A random-weight Qwen2.5-VL with the 7B shape (or ``config_json``'s), the ``tiny`` tokenizer and processor."""
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
+
+    from agents.tiny import tiny_model_path
+
+    tiny = pathlib.Path(tiny_model_path(0))
+    raw = json.loads(pathlib.Path(config_json).read_text()) if config_json else json.loads(json.dumps(QWEN25_VL_7B_CONFIG))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. text_config.num_hidden_layers=2")
+        _set_path(raw, key, value)
+    tok = AutoTokenizer.from_pretrained(str(tiny))
+    ids = {name: tok.convert_tokens_to_ids(token) for name, token in (
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
+    raw.update(ids)
+    text = raw.setdefault("text_config", raw)  # a legacy flat config keeps text fields at the top
+    text.update(bos_token_id=None, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.pad_token_id)
+    out_dir = pathlib.Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(raw, indent=2))
+    config = AutoConfig.from_pretrained(str(out_dir))
+    torch.manual_seed(seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    t0 = time.perf_counter()
+    with torch.device(device):
+        model = AutoModelForImageTextToText.from_config(config, dtype=torch.bfloat16)
+    n = sum(p.numel() for p in model.parameters())
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "processor_config.json",
+                 "preprocessor_config.json", "generation_config.json"):
+        if (tiny / name).exists():
+            shutil.copy(tiny / name, out_dir / name)
+    print(f"wrote {out_dir}: {type(model).__name__}, {n / 1e9:.2f}B parameters, bf16, random init on {device} "
+          f"in {time.perf_counter() - t0:.0f} s; tokenizer and processor from {tiny}")
+    return out_dir
+
+
+# -- command line --------------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tiny", help="'tiny' or a local checkpoint folder (default: tiny)")
+    parser.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 base (QLoRA; bitsandbytes)")
+    parser.add_argument("--env-id", default="TopBlockXOnly-v0")
+    parser.add_argument("--prompts", "-P", type=int, default=2, help="prompts (scenes) per step (default 2)")
+    parser.add_argument("--group-size", "-G", type=int, default=8, help="completions per prompt (default 8)")
+    parser.add_argument("--max-new-tokens", "-M", type=int, default=16, help="most tokens per completion (default 16)")
+    parser.add_argument("--steps", "-N", type=int, default=3, help="timed steps after 1 warm-up step (default 3)")
+    parser.add_argument("--repeats", "-R", type=int, default=2,
+                        help="runs per trainer, alternating ours/TRL; step times pooled (default 2)")
+    parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank = alpha (default 16)")
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per worker (default: torch's)")
+    parser.add_argument("--only", choices=["ours", "trl"], help="run one trainer only")
+    parser.add_argument("--skip-degenerate-groups", action="store_true",
+                        help="ours: skip all-equal-reward groups (our default; off here: TRL trains on them)")
+    parser.add_argument("--trl-gradient-checkpointing", action="store_true",
+                        help="TRL: gradient checkpointing on (TRL's default; off here: ours has none)")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of each trainer's timed steps")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per worker (default 3600)")
+    parser.add_argument("--worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    for name in ("prompts", "max_new_tokens", "steps", "lora_r", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    if args.group_size < 2:
+        parser.error(f"--group-size must be >= 2 (advantages are relative to the group); got {args.group_size}")
+    return args
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["make-random-model"]:
+        p = argparse.ArgumentParser(prog="trainer_vs_trl.py make-random-model",
+                                    description="Write a random-weight Qwen2.5-VL (7B shape by default) for --model.")
+        p.add_argument("out", help="folder to write")
+        p.add_argument("--config-json", help="a local config.json to use instead of Qwen2.5-VL-7B-Instruct's")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field, e.g. text_config.num_hidden_layers=2 (repeatable)")
+        p.add_argument("--seed", type=int, default=0)
+        a = p.parse_args(argv[1:])
+        make_random_model(a.out, a.config_json, a.set, a.seed)
+        return
+    args = parse_args(argv)
+    if args.worker:
+        worker(args)
+        return
+    names = [args.only] if args.only else ["ours", "trl"]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for rep in range(args.repeats):
+        # Alternate the order (ours, TRL, TRL, ours, ...) so slow drift in machine load hits both alike.
+        for name in (names if rep % 2 == 0 else names[::-1]):
+            print(f"run {rep + 1}/{args.repeats}: {name} ...", file=sys.stderr, flush=True)
+            result = _spawn(name, argv, args.timeout)
+            runs[name].append(result)
+            print(f"  {name}: {result['step_s']:.3f} s/step ({result['process_s']:.0f} s with start-up)",
+                  file=sys.stderr, flush=True)
+    results = [_merge(runs[name]) for name in names]
+    print(report(args, results))
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -295,15 +295,36 @@ class VLMAgent:
                             completions: Sequence[Sequence[int]]):
         """Teacher-forced log-probabilities of ``completions`` (token ids) under the current model and adapter.
 
+        Consecutive entries with the same observation object (``observations[i] is
+        observations[i - 1]``, as a GRPO batch repeats each scene's observation once
+        per completion) form a group whose prompt and image run through the model
+        once (:func:`~agents.backends.hf.group_teacher_forced_logprobs`); the
+        numbers are those of the one-pass forward. Without such repeats every
+        completion gets its own prompt, one batched forward.
+
         Returns:
             One float32 tensor of shape ``(len(completions[i]),)`` per observation,
             differentiable w.r.t. the trainable (adapter) parameters.
         """
-        from .backends.hf import adapter_context, batch_teacher_forced_logprobs
+        from .backends.hf import adapter_context, batch_teacher_forced_logprobs, group_teacher_forced_logprobs
 
-        prompts, images = self.prompts_and_images(observations)
+        if len(observations) != len(completions):
+            raise ValueError(f"got {len(observations)} observations but {len(completions)} completions")
+        scenes: list[Mapping[str, Any]] = []
+        groups: list[list[Sequence[int]]] = []
+        for i, (obs, ids) in enumerate(zip(observations, completions)):
+            if i > 0 and obs is observations[i - 1]:
+                groups[-1].append(ids)
+            else:
+                scenes.append(obs)
+                groups.append([ids])
         with adapter_context(self.model, self._adapter_request()):
-            return batch_teacher_forced_logprobs(self.model, self.processor, prompts, images, completions)
+            if len(scenes) == len(observations):
+                prompts, images = self.prompts_and_images(observations)
+                return batch_teacher_forced_logprobs(self.model, self.processor, prompts, images, completions)
+            prompts, images = self.prompts_and_images(scenes)
+            grouped = group_teacher_forced_logprobs(self.model, self.processor, prompts, images, groups)
+            return [row for group in grouped for row in group]
 
     # -- adapters ----------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ token the model's raw (temperature-1) log-probability, as defined in
 :mod:`agents.backends.base`. :func:`teacher_forced_logprobs` computes the same
 quantity from one forward pass over prompt + completion; training uses it for
 the new policy's log-probabilities, and the tests check that both agree within
-1e-4 in fp32.
+1e-4 in fp32. :func:`group_teacher_forced_logprobs` computes the same for GRPO
+groups (many completions of one prompt) with the prompt run once per group.
 
 Two details of Qwen-VL models that both functions handle, because getting them
 wrong fails silently:
@@ -24,6 +25,7 @@ wrong fails silently:
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -33,7 +35,8 @@ from PIL import Image
 
 from .base import AdapterLike, AdapterRequest, Completion, ImageLike, SamplingParams, as_adapter_request
 
-__all__ = ["HFBackend", "teacher_forced_logprobs", "batch_teacher_forced_logprobs", "vision_token_ids", "to_pil"]
+__all__ = ["HFBackend", "teacher_forced_logprobs", "batch_teacher_forced_logprobs", "group_teacher_forced_logprobs",
+           "supports_prompt_sharing", "vision_token_ids", "to_pil"]
 
 # Token strings of Qwen2-VL / Qwen2.5-VL / Qwen3-VL that only the processor may place.
 _VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
@@ -160,6 +163,172 @@ def teacher_forced_logprobs(
     The single-prompt form of :func:`batch_teacher_forced_logprobs` (see there).
     """
     return batch_teacher_forced_logprobs(model, processor, [prompt_text], [image], [completion_ids])[0]
+
+
+# Models whose prompt K/V cache can be computed once and shared by a group's completions:
+# full attention in every text layer, and 3-D rope positions from ``model.model.get_rope_index``.
+_PROMPT_SHARING_MODEL_TYPES = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe"})
+
+
+def _base_model(model: Any) -> Any:
+    return model.get_base_model() if _is_peft(model) else model
+
+
+def _shared_prompt_cache(model: Any):
+    """An empty ``DynamicCache`` for ``model`` whose layers are all plain ``DynamicLayer``, or None."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache(config=_base_model(model).config)
+    if not all(type(layer) is DynamicLayer for layer in cache.layers):
+        return None
+    return cache
+
+
+def supports_prompt_sharing(model: Any) -> bool:
+    """Whether :func:`group_teacher_forced_logprobs` can share prompt passes on ``model`` (else it falls back).
+
+    True for Qwen2-VL / Qwen2.5-VL / Qwen3-VL(-MoE) models (PEFT-wrapped or not)
+    with full attention in every text layer and gradient checkpointing off: a
+    prompt's K/V cache can then be expanded to its completions and the positions
+    taken from the model's own ``get_rope_index``. Other models (sliding-window or
+    linear-attention layers, other position schemes) would give wrong numbers.
+    """
+    base = _base_model(model)
+    config = getattr(base, "config", None)
+    if getattr(config, "model_type", None) not in _PROMPT_SHARING_MODEL_TYPES:
+        return False
+    if not callable(getattr(getattr(base, "model", None), "get_rope_index", None)):
+        return False
+    checkpointing = ("is_activation_checkpointing" if hasattr(type(base), "is_activation_checkpointing")
+                     else "is_gradient_checkpointing")
+    if getattr(base, checkpointing, False):
+        # Checkpointed layers recompute (and would re-append) their cache entries in backward.
+        return False
+    text = config.get_text_config()
+    if getattr(text, "use_sliding_window", False):
+        return False
+    if any(t != "full_attention" for t in (getattr(text, "layer_types", None) or ())):
+        return False
+    return _shared_prompt_cache(model) is not None
+
+
+def group_teacher_forced_logprobs(
+    model: Any,
+    processor: Any,
+    prompts: Sequence[str],
+    images: Sequence[ImageLike],
+    groups: Sequence[Sequence[Sequence[int]]],
+) -> list[list[torch.Tensor]]:
+    """Log-probabilities of groups of completions, each group sharing one prompt: the prompt runs once.
+
+    The same numbers as :func:`batch_teacher_forced_logprobs` over the prompt
+    repeated once per completion (fp32: within ~1e-6), computed in two passes:
+    the ``P`` prompts (and their images, through the vision tower) once each,
+    keeping their K/V cache; then the cache is expanded to the ``N`` completions
+    and only the completion tokens run. The positions of both passes are the
+    model's own 3-D (M-RoPE) positions of ``[prompt][completion]``
+    (``get_rope_index``), so image and text positions are those of the one-pass
+    forward. Gradients flow through both passes (the prompt's cached K/V are part
+    of the graph), so LoRA adapters of the language model and the vision tower
+    get the same gradients as in the one-pass forward; LoRA dropout, when on, is
+    drawn once per prompt instead of once per completion.
+
+    Models that :func:`supports_prompt_sharing` rejects take the one-pass path
+    (:func:`batch_teacher_forced_logprobs` with the prompts repeated).
+
+    Args:
+        model: a Qwen-VL ``...ForConditionalGeneration`` (or a PEFT model wrapping one).
+        processor: its processor.
+        prompts: chat-templated prompt texts, one image placeholder each.
+        images: one image per prompt.
+        groups: per prompt, the completions (token ids; any lengths, empty included) to score.
+
+    Returns:
+        Per prompt, per completion, a float32 tensor of shape ``(len(completion),)``.
+
+    Raises:
+        ValueError: the three sequences differ in length.
+    """
+    if not (len(prompts) == len(images) == len(groups)):
+        raise ValueError(f"prompts, images and groups must have equal lengths, got "
+                         f"{len(prompts)}, {len(images)}, {len(groups)}")
+    groups = [[list(c) for c in g] for g in groups]
+    flat = [c for g in groups for c in g]
+    device = next(model.parameters()).device
+    max_len = max((len(c) for c in flat), default=0)
+    if max_len == 0:
+        return [[torch.zeros(0, dtype=torch.float32, device=device) for _ in g] for g in groups]
+    cache = _shared_prompt_cache(model) if supports_prompt_sharing(model) else None
+    if cache is None:
+        rows = batch_teacher_forced_logprobs(
+            model, processor, [p for p, g in zip(prompts, groups) for _ in g],
+            [im for im, g in zip(images, groups) for _ in g], flat)
+        return _regroup(rows, groups)
+    # Scenes without completions are left out of both passes.
+    scenes = [i for i, g in enumerate(groups) if g]
+    inputs = _processor_inputs(processor, [prompts[i] for i in scenes], [images[i] for i in scenes], device)
+    counts = torch.tensor([len(groups[i]) for i in scenes], device=device)
+    row_scene = torch.arange(len(scenes), device=device).repeat_interleave(counts)
+    pad_id = processor.tokenizer.pad_token_id or 0
+    n_rows = len(flat)
+    ids_dtype = inputs["input_ids"].dtype
+    comp = torch.full((n_rows, max_len), pad_id, dtype=ids_dtype, device=device)
+    comp_mask = torch.zeros((n_rows, max_len), dtype=inputs["attention_mask"].dtype, device=device)
+    for i, ids in enumerate(flat):
+        comp[i, : len(ids)] = torch.as_tensor(ids, dtype=ids_dtype)
+        comp_mask[i, : len(ids)] = 1
+    # Positions of [prompt][completion inputs] per scene. Completion token t is fed at prompt_len + t
+    # (t < max_len - 1: the last token is only predicted); a shorter completion's valid tokens are a
+    # prefix, so its positions are those of the all-ones extension.
+    prompt_len = inputs["input_ids"].shape[1]
+    n_fed = max_len - 1
+
+    def ext(t: torch.Tensor, value: int) -> torch.Tensor:
+        return torch.cat([t, torch.full((t.shape[0], n_fed), value, dtype=t.dtype, device=device)], dim=1)
+
+    get_rope_index = _base_model(model).model.get_rope_index
+    rope_inputs = {"input_ids": ext(inputs["input_ids"], pad_id),
+                   "mm_token_type_ids": ext(inputs["mm_token_type_ids"], 0),
+                   "attention_mask": ext(inputs["attention_mask"], 1),
+                   **{k: inputs[k] for k in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts")
+                      if k in inputs}}
+    # Older transformers take no mm_token_type_ids (they find images from input_ids): pass what it names.
+    accepted = inspect.signature(get_rope_index).parameters
+    with torch.no_grad():
+        positions, _ = get_rope_index(**{k: v for k, v in rope_inputs.items() if k in accepted})
+    # 1. Prompt pass, once per scene: fills the cache; its last logits predict completion token 0.
+    out = model(**inputs, position_ids=positions[:, :, :prompt_len], past_key_values=cache, use_cache=True,
+                logits_to_keep=1)
+    first = out.logits[:, -1].float().log_softmax(-1)
+    del out
+    columns = [first[row_scene, comp[:, 0]].unsqueeze(1)]
+    if n_fed > 0:
+        # 2. Completion pass: the cache expanded to one row per completion (autograd sums the copies'
+        # gradients back into the prompt pass).
+        for layer in cache.layers:
+            if layer.is_initialized:
+                layer.keys = layer.keys.repeat_interleave(counts, dim=0)
+                layer.values = layer.values.repeat_interleave(counts, dim=0)
+        attention_mask = torch.cat([inputs["attention_mask"].repeat_interleave(counts, dim=0),
+                                    comp_mask[:, :n_fed]], dim=1)
+        out = model(input_ids=comp[:, :n_fed], attention_mask=attention_mask,
+                    position_ids=positions[:, :, prompt_len:].repeat_interleave(counts, dim=1),
+                    past_key_values=cache, use_cache=True)
+        logits = out.logits.float()
+        del out
+        target = comp[:, 1:].unsqueeze(-1)
+        columns.append(logits.gather(-1, target).squeeze(-1) - logits.logsumexp(-1))
+    token_logp = torch.cat(columns, dim=1)
+    return _regroup([token_logp[i, : len(ids)] for i, ids in enumerate(flat)], groups)
+
+
+def _regroup(rows: Sequence[torch.Tensor], groups: Sequence[Sequence[Any]]) -> list[list[torch.Tensor]]:
+    out, start = [], 0
+    for g in groups:
+        out.append(list(rows[start:start + len(g)]))
+        start += len(g)
+    return out
 
 
 def _is_peft(model: Any) -> bool:

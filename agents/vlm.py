@@ -215,12 +215,11 @@ class VLMAgent:
             raise ValueError(f"unknown backend {backend!r}; use 'hf' or 'vllm' (or pass a GenerationBackend)")
         vllm_backend_cls = None
         if backend == "vllm":  # fail before the (slow) model load
-            try:
-                from .backends.vllm import VLLMBackend as vllm_backend_cls
-            except ImportError as exc:  # ModuleNotFoundError included
-                raise ImportError(
-                    "backend='vllm' needs vLLM and the vllm backend module agents/backends/vllm.py: "
-                    f"{_VLLM_EXTRA} (import failed: {exc})") from exc
+            import importlib.util
+
+            if importlib.util.find_spec("vllm") is None:
+                raise ImportError(f"backend='vllm' needs vLLM: {_VLLM_EXTRA}")
+            from .backends.vllm import VLLMBackend as vllm_backend_cls
         processor = load_processor(path)
         model = _load_model(path, load_in_4bit, device, torch_dtype)
         if backend == "hf":

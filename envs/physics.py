@@ -94,7 +94,7 @@ class World:
         if self._client is not None:
             try:
                 p.disconnect(physicsClientId=self._client)
-            except p.error:
+            except Exception:  # at interpreter exit pybullet's own names may already be gone
                 pass
             self._client = None
 

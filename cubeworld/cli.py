@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 
@@ -61,6 +62,11 @@ def _train_sb3(args: argparse.Namespace) -> int:
     result = evaluate(agent, args.env, n_episodes=args.eval_episodes, seed=args.eval_seed)
     print(result.summary())
     return 0
+
+
+# Modules that define one subcommand each with ``add_subcommand(subparsers)``; the
+# subcommand's handler is set with ``set_defaults(func=...)`` and returns an exit code.
+SUBCOMMAND_MODULES: tuple[str, ...] = ()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     sb3.add_argument("--eval-episodes", type=int, default=100)
     sb3.add_argument("--eval-seed", type=int, default=10_000, help="first held-out seed (default: 10000)")
     sb3.set_defaults(func=_train_sb3)
+
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).add_subcommand(sub)
     return parser
 
 

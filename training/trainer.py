@@ -184,23 +184,34 @@ class Trainer:
         if not keep:
             metrics.update(loss=0.0, clip_fraction=0.0, logprob_gap=0.0)
             return
+        ref_rows = None
+        if cfg.kl_coef > 0:
+            # The reference is the base model: the same weights with the adapter switched off.
+            self.model.eval()
+            with torch.no_grad(), self.model.disable_adapter():
+                ref_rows = self._agent.completion_logprobs(obs, ids)
         self.model.train()
         adv_t = torch.tensor(adv)
         norm = cfg.loss_normalisation
+        kls = []
         total = float(sum(len(i) for i in ids)) if norm == "tokens" else float(len(ids))
         clip_fracs = []
 
         def loss_fn(logp, mask, idx):
+            ref = _pad([ref_rows[i] for i in idx])[0] if ref_rows is not None else None
             loss, stats = policy_loss(logp, logp.detach(), adv_t[idx], mask,
                                       level="sequence" if cfg.objective == "gspo" else "token",
                                       clip_eps_low=cfg.clip_eps_low, clip_eps_high=cfg.clip_eps_high,
-                                      normalise_by=norm)
+                                      normalise_by=norm, kl_coef=cfg.kl_coef, ref_logprobs=ref)
             clip_fracs.append(float(stats["clip_fraction"]))
+            kls.append(float(stats["kl"]))
             part = float(mask.sum()) if norm == "tokens" else float(len(idx))
             return loss, part / max(total, 1.0)
 
         metrics["loss"], trainer_lp = self._backward(obs, ids, loss_fn, total)
         metrics["clip_fraction"] = float(np.mean(clip_fracs))
+        if ref_rows is not None:
+            metrics["kl"] = float(np.mean(kls))
         gaps = [abs(a - b) for row_b, row_t in zip(backend_lp, trainer_lp) for a, b in zip(row_b, row_t.tolist())]
         metrics["logprob_gap"] = float(np.mean(gaps)) if gaps else 0.0
 

@@ -103,3 +103,17 @@ def test_qlora_step_runs_on_cpu(tmp_path):
     trainer.train(progress=False)
     assert any("4bit" in type(m).__name__ for m in trainer.model.modules())
     assert any("lora_B" in n and p.abs().sum() > 0 for n, p in trainer.model.named_parameters())
+
+
+def test_kl_to_the_base_is_zero_before_the_first_update_then_positive(tmp_path):
+    config = TrainConfig(**{**SMALL, "max_steps": 3, "group_size": 8}, objective="grpo", kl_coef=0.1,
+                         skip_degenerate_groups=False, output_dir=str(tmp_path))
+    trainer = Trainer(config)
+    trainer.train(progress=False)
+    import json
+
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    kls = [r["kl"] for r in rows if "kl" in r]
+    assert len(kls) == 3
+    assert kls[0] == pytest.approx(0.0, abs=1e-6)  # a fresh adapter (B = 0) is the base itself
+    assert kls[-1] > 1e-6

@@ -12,7 +12,7 @@ from .answers import parse_answer
 from .scenes import Cube, Scene
 from .tower_env import TASKS, TowerEnv
 
-__all__ = ["ENV_IDS", "TowerEnv", "TASKS", "Scene", "Cube", "parse_answer"]
+__all__ = ["ENV_IDS", "REAL_ENV_IDS", "TowerEnv", "TASKS", "Scene", "Cube", "parse_answer"]
 
 _ENTRY = "envs.tower_env:TowerEnv"
 
@@ -21,5 +21,8 @@ register(id="TopBlockStability-v0", entry_point=_ENTRY, kwargs={"task": "top_blo
 register(id="TopBlockXOnly-v0", entry_point=_ENTRY, kwargs={"task": "top_block_x_only"})
 register(id="SideBlockXOnly-v0", entry_point=_ENTRY, kwargs={"task": "side_block_x_only"})
 register(id="SideBlockXY-v0", entry_point=_ENTRY, kwargs={"task": "side_block_xy"})
+register(id="RealTowerStability-v0", entry_point="envs.real:RealTowerEnv")  # needs data_dir=...
 
 ENV_IDS = ("TopBlockStability-v0", "TopBlockXOnly-v0", "SideBlockXOnly-v0", "SideBlockXY-v0")
+# Real photos (kwarg data_dir): not in ENV_IDS, the synthetic suite that other code loops over.
+REAL_ENV_IDS = ("RealTowerStability-v0",)

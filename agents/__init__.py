@@ -13,7 +13,7 @@ from .base import Agent, task_of
 
 __all__ = [
     "Agent", "task_of", "RandomAgent", "ConstantAgent", "OracleAgent", "PerceiveSimulateAgent",
-    "VLMAgent", "SB3Agent", "load_agent",
+    "VLMAgent", "SB3Agent", "load_agent", "LogProbJudge",
 ]
 
 _LAZY = {
@@ -24,6 +24,7 @@ _LAZY = {
     "VLMAgent": "agents.vlm",
     "SB3Agent": "agents.sb3",
     "load_agent": "agents.factory",
+    "LogProbJudge": "agents.logprob",
 }
 
 

@@ -1,37 +1,122 @@
-"""``load_agent``: an agent from a short spec string (what ``cubeworld eval --agent`` takes)."""
+"""``load_agent``: an agent from a short spec string (what ``cubeworld eval --agent`` takes).
+
+VLM specs may name a PEFT LoRA adapter after the model with the separator
+:data:`ADAPTER_SEPARATOR` (``+adapter=``): ``vlm:tiny-base+adapter=runs/x/checkpoints/step-000100``.
+Hub ids and the embedded model names cannot contain ``+``, and a model folder
+whose own path contains ``+adapter=`` still loads when given whole: an ``ARG``
+that names an existing path is always the model, never split.
+"""
 
 from __future__ import annotations
 
 import difflib
+import os
 from typing import Any
 
 from .base import Agent
 
-__all__ = ["load_agent", "AGENT_SPECS"]
+__all__ = ["load_agent", "check_agent_spec", "AGENT_SPECS", "ADAPTER_SEPARATOR", "split_adapter"]
+
+ADAPTER_SEPARATOR = "+adapter="
 
 AGENT_SPECS = {
     "random": "a uniformly random legal answer (RandomAgent)",
     "constant:TEXT": "always TEXT, e.g. constant:<answer>0</answer> (ConstantAgent)",
     "oracle": "the optimal answer from the privileged scene (OracleAgent)",
     "perceive": "find the cubes in the pixels, rebuild the scene, simulate (PerceiveSimulateAgent)",
-    "vlm:MODEL": "a Qwen-VL checkpoint (local path or hub id; 'tiny' is the embedded model) (VLMAgent)",
+    "vlm:MODEL": "a Qwen-VL checkpoint (local path or hub id; 'tiny' is the embedded model, 'tiny-base' "
+                 "its pre-trained base) (VLMAgent)",
+    "vlm:MODEL+adapter=PATH": "MODEL with the PEFT LoRA adapter folder PATH, e.g. "
+                              "vlm:tiny-base+adapter=runs/x/checkpoints/step-000100 (VLMAgent)",
+    "vlm-logprob:MODEL[+adapter=PATH]": "binary tasks only: answers Yes or No by the larger teacher-forced "
+                                        "probability of '<answer>Yes</answer>' vs '<answer>No</answer>' "
+                                        "(LogProbJudge)",
     "sb3:PATH": "a stable-baselines3 PPO model saved by agents.sb3 (SB3Agent)",
 }
+
+_NEEDS_ARGUMENT = {"constant": "TEXT", "vlm": "MODEL", "vlm-logprob": "MODEL", "sb3": "PATH"}
+
+
+def split_adapter(arg: str) -> tuple[str, str | None]:
+    """``"MODEL+adapter=PATH"`` -> ``("MODEL", "PATH")``; ``"MODEL"`` -> ``("MODEL", None)``.
+
+    The split is at the first ``+adapter=``; ``arg`` that is an existing path is
+    returned whole (a model folder whose name contains the separator).
+
+    Raises:
+        ValueError: an empty MODEL or PATH around the separator.
+    """
+    if ADAPTER_SEPARATOR not in arg or os.path.exists(arg):
+        return arg, None
+    model, _, adapter = arg.partition(ADAPTER_SEPARATOR)
+    if not model or not adapter:
+        raise ValueError(f"bad model spec {arg!r}: write MODEL{ADAPTER_SEPARATOR}PATH with both parts, "
+                         f"e.g. tiny-base{ADAPTER_SEPARATOR}runs/x/checkpoints/step-000100")
+    return model, adapter
+
+
+def _check_adapter_folder(adapter: str, spec: str) -> None:
+    if not os.path.isfile(os.path.join(adapter, "adapter_config.json")):
+        what = "does not exist" if not os.path.exists(adapter) else "holds no adapter_config.json"
+        raise ValueError(
+            f"adapter {adapter!r} (agent spec {spec!r}) {what}; give a PEFT adapter folder "
+            "(adapter_config.json + adapter_model.safetensors), such as a training run's "
+            "RUN/checkpoints/step-000100")
+
+
+def _parse(spec: str, adapter: str | None) -> tuple[str, str, str | None]:
+    """``spec`` -> ``(kind, argument, adapter)``, checked without loading anything."""
+    if not isinstance(spec, str):
+        raise ValueError(f"agent spec must be a str such as 'oracle' or 'vlm:tiny-base', got {spec!r}")
+    kind, _, arg = spec.partition(":")
+    if kind in ("random", "oracle", "perceive"):
+        return kind, arg, None
+    if kind in _NEEDS_ARGUMENT:
+        if not arg:
+            raise ValueError(f"agent spec {spec!r} needs an argument: {kind}:{_NEEDS_ARGUMENT[kind]}")
+        if kind in ("vlm", "vlm-logprob"):
+            model, spec_adapter = split_adapter(arg)
+            if spec_adapter is not None and adapter is not None:
+                raise ValueError(f"agent spec {spec!r} names adapter {spec_adapter!r} and adapter={adapter!r} "
+                                 "was passed too (--adapter); give one of them")
+            adapter = spec_adapter if spec_adapter is not None else adapter
+            if adapter is not None:
+                _check_adapter_folder(str(adapter), spec)
+            return kind, model, adapter
+        return kind, arg, None
+    kinds = list(dict.fromkeys(k.split(":")[0] for k in AGENT_SPECS))
+    close = difflib.get_close_matches(kind, kinds, n=3)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    known = ", ".join(AGENT_SPECS)
+    raise ValueError(f"unknown agent spec {spec!r}{hint} Known: {known}")
+
+
+def check_agent_spec(spec: str, adapter: str | None = None) -> None:
+    """Raise the ValueError :func:`load_agent` would raise for ``spec`` on its syntax, without loading a model.
+
+    Checks the kind, its argument and, for VLM specs, that the adapter folder holds an
+    ``adapter_config.json``; a missing model checkpoint is only found by loading it.
+    """
+    _parse(spec, adapter)
 
 
 def load_agent(spec: str, seed: int = 0, adapter: str | None = None, **options: Any) -> Agent:
     """Build the agent that ``spec`` names (see :data:`AGENT_SPECS`).
 
     Args:
-        spec: e.g. ``"oracle"``, ``"constant:<answer>0</answer>"``, ``"vlm:tiny"``.
+        spec: e.g. ``"oracle"``, ``"constant:<answer>0</answer>"``, ``"vlm:tiny"``,
+            ``"vlm:tiny-base+adapter=runs/x/checkpoints/step-000100"``, ``"vlm-logprob:tiny-base"``.
         seed: seed of random agents and of VLM sampling.
-        adapter: PEFT adapter directory for ``vlm:`` agents.
-        options: passed to the agent's constructor (``VLMAgent.from_pretrained`` for ``vlm:``).
+        adapter: PEFT adapter directory for ``vlm:`` / ``vlm-logprob:`` agents (or name it in the spec
+            after ``+adapter=``; not both).
+        options: passed to the agent's constructor (``VLMAgent.from_pretrained`` for ``vlm:`` and
+            ``vlm-logprob:``).
 
     Raises:
-        ValueError: unknown spec (with the closest known ones), or a spec missing its argument.
+        ValueError: unknown spec (with the closest known ones), a spec missing its argument, an
+            adapter given twice, or an adapter path that is not a PEFT adapter folder.
     """
-    kind, _, arg = spec.partition(":")
+    kind, arg, adapter = _parse(spec, adapter)
     if kind == "random":
         from .baselines import RandomAgent
 
@@ -44,8 +129,6 @@ def load_agent(spec: str, seed: int = 0, adapter: str | None = None, **options: 
         from .perceive import PerceiveSimulateAgent
 
         return PerceiveSimulateAgent()
-    if kind in ("constant", "vlm", "sb3") and not arg:
-        raise ValueError(f"agent spec {spec!r} needs an argument: {kind}:{'TEXT' if kind == 'constant' else 'PATH'}")
     if kind == "constant":
         from .baselines import ConstantAgent
 
@@ -54,11 +137,10 @@ def load_agent(spec: str, seed: int = 0, adapter: str | None = None, **options: 
         from .vlm import VLMAgent
 
         return VLMAgent.from_pretrained(arg, adapter=adapter, seed=seed, **options)
-    if kind == "sb3":
-        from .sb3 import SB3Agent
+    if kind == "vlm-logprob":
+        from .logprob import LogProbJudge
 
-        return SB3Agent.load(arg, **options)
-    close = difflib.get_close_matches(kind, [k.split(":")[0] for k in AGENT_SPECS], n=3)
-    hint = f"; did you mean {' or '.join(close)}?" if close else ""
-    known = ", ".join(AGENT_SPECS)
-    raise ValueError(f"unknown agent spec {spec!r}{hint} Known: {known}")
+        return LogProbJudge.from_pretrained(arg, adapter=adapter, seed=seed, **options)
+    from .sb3 import SB3Agent
+
+    return SB3Agent.load(arg, **options)

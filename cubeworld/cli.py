@@ -66,7 +66,7 @@ def _train_sb3(args: argparse.Namespace) -> int:
 
 # Modules that define one subcommand each with ``add_subcommand(subparsers)``; the
 # subcommand's handler is set with ``set_defaults(func=...)`` and returns an exit code.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("cubeworld.cli_probe", "cubeworld.cli_attention", "cubeworld.cli_real")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("cubeworld.cli_probe", "cubeworld.cli_attention", "cubeworld.cli_real", "cubeworld.cli_matrix", "cubeworld.cli_landscape")
 
 
 def build_parser() -> argparse.ArgumentParser:

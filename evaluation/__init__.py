@@ -1,7 +1,12 @@
 """Evaluation: run agents on the environments and measure what they learned."""
 
 from .attention import AttentionMaps, attention_maps, plot_attention_grid
+from .best_constant import ConstantBaseline, best_constant_answer, constant_candidates
 from .evaluate import EpisodeRecord, EvaluationResult, bootstrap_ci, evaluate
+from .judgements import JudgementComparison, compare_judgements
+from .landscape import Landscape, landscape_figure, plot_landscapes, reward_landscape
+from .matrix import EnvBaselines, MatrixResult, evaluate_matrix
+from .matrix_plot import plot_matrix
 from .probes import ProbeData, ProbeResult, extract_features, fit_probes, plot_probe_curves, probe_scenes
 from .real import BiasReport, PhotoAnswer, RealEvaluationResult, bias_scores, evaluate_real
 
@@ -9,3 +14,7 @@ __all__ = ["evaluate", "EvaluationResult", "EpisodeRecord", "bootstrap_ci",
            "probe_scenes", "extract_features", "fit_probes", "ProbeData", "ProbeResult", "plot_probe_curves",
            "attention_maps", "plot_attention_grid", "AttentionMaps",
            "evaluate_real", "RealEvaluationResult", "PhotoAnswer", "bias_scores", "BiasReport"]
+__all__ += ["evaluate_matrix", "MatrixResult", "EnvBaselines", "plot_matrix",
+            "best_constant_answer", "constant_candidates", "ConstantBaseline",
+            "reward_landscape", "plot_landscapes", "landscape_figure", "Landscape",
+            "compare_judgements", "JudgementComparison"]

@@ -1,0 +1,64 @@
+"""``cubeworld eval-matrix``: every agent on every environment, with baselines, CSV and heatmap."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _xy_step(text: str) -> tuple[int, int]:
+    try:
+        x, up = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--xy-step must be two ints X,UP such as 50,100, got {text!r}") from None
+    return x, up
+
+
+def _run(args: argparse.Namespace) -> int:
+    from evaluation.matrix import evaluate_matrix, parse_named_spec
+
+    agents: dict[str, str] = {}
+    for text in args.agent:
+        name, spec = parse_named_spec(text)
+        if name in agents:
+            raise ValueError(f"agent name {name!r} is given twice; name each agent once (--agent NAME=SPEC)")
+        agents[name] = spec
+    import envs
+
+    env_ids = args.env or list(envs.ENV_IDS)
+    result = evaluate_matrix(agents, env_ids, n_episodes=args.episodes, seed=args.seed, batch_size=args.batch_size,
+                             x_step=args.x_step, xy_step=args.xy_step, progress=not args.quiet,
+                             log=None if args.quiet else print)
+    print(result.summary())
+    paths = result.save(args.out)
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def add_subcommand(subparsers) -> None:
+    """Add ``eval-matrix`` to the ``cubeworld`` command's subparsers."""
+    from agents.factory import AGENT_SPECS
+
+    p = subparsers.add_parser(
+        "eval-matrix",
+        help="evaluate agents x environments (the generalisation matrix): CSV, JSON and heatmap PNG",
+        description="Evaluate every agent on every environment on the same seeds, with each environment's "
+        "random baseline, optimum (oracle) and best constant answer (the image-blind shortcut, searched over a "
+        "candidate grid with the environment's own reward code). Writes DIR/matrix.csv, baselines.csv, "
+        "matrix.json and matrix.png (colour per column: 0 random, 1 optimum). Agent specs: "
+        + "; ".join(f"{k}: {v}" for k, v in AGENT_SPECS.items()),
+    )
+    p.add_argument("--agent", action="append", required=True, metavar="NAME=SPEC",
+                   help="a named agent, e.g. base=vlm:tiny-base, grpo=vlm:tiny-base+adapter=runs/x/checkpoints/"
+                   "step-000100, random=random (repeatable; a bare SPEC is its own name)")
+    p.add_argument("--env", action="append", metavar="ID",
+                   help="environment id (repeatable; default: the four tasks)")
+    p.add_argument("-n", "--episodes", type=int, default=64, help="episodes per cell (default: 64)")
+    p.add_argument("--seed", type=int, default=0, help="first episode seed (default: 0)")
+    p.add_argument("--out", default="matrix", help="output folder (default: matrix)")
+    p.add_argument("--batch-size", type=int, default=16, help="observations per act() call")
+    p.add_argument("--x-step", type=int, default=25,
+                   help="best-constant candidates of x tasks: x every X_STEP units over [-600, 600] (default: 25)")
+    p.add_argument("--xy-step", type=_xy_step, default=(50, 100), metavar="X,UP",
+                   help="best-constant candidates of the x-y task: x every X, up every UP units (default: 50,100)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-cell lines")
+    p.set_defaults(func=_run)

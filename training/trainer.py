@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 
 from agents.backends.base import SamplingParams
+from agents.baselines import RandomAgent
 from evaluation.evaluate import EvaluationResult, evaluate
 
 from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -73,6 +75,7 @@ class TrainResult:
     before: EvaluationResult | None
     after: EvaluationResult | None
     baseline: EvaluationResult | None
+    baseline_answer: str | None = None
 
 
 def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,13 +220,22 @@ class Trainer:
 
     def _sft_step(self, step: int, metrics: dict[str, Any]) -> None:
         cfg = self.config
-        env_ids, seeds, _ = self._scenes(step, cfg.prompts_per_step * cfg.group_size)
+        env_ids, seeds, rng = self._scenes(step, cfg.prompts_per_step * cfg.group_size)
         obs, ids = [], []
         tok = self._agent.processor.tokenizer
         for slot, (env_id, seed) in enumerate(zip(env_ids, seeds)):
             o, info = self.pool.get(env_id, slot).reset(seed=seed)
             obs.append(o)
             ids.append(tok.encode(info["optimal_action"], add_special_tokens=False) + [self._eos])
+        # The training reward of SFT: one on-policy sample on each of the step's first
+        # prompts_per_step scenes, scored before the update (SFT itself never samples).
+        self.model.eval()
+        params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                                n=1, seed=int(rng.integers(2**31 - 1)))
+        with torch.no_grad():
+            samples = self._agent.sample(obs[:cfg.prompts_per_step], params=params)
+        rewards = [self.pool.get(env_ids[i], i).unwrapped.judge(group[0].text)[0] for i, group in enumerate(samples)]
+        metrics["reward_mean"] = float(np.mean(rewards))
         self.model.train()
         total = float(sum(len(i) for i in ids))
 
@@ -277,6 +289,7 @@ class Trainer:
         if before is None and cfg.eval_episodes > 0:
             before = self.evaluate_policy()
             self._log(writer, metrics_path, {"step": 0, "eval_reward": before.mean_reward,
+                                             "eval_ci_low": before.ci95[0], "eval_ci_high": before.ci95[1],
                                              "eval_legal_rate": before.legal_rate})
         bar = tqdm(total=cfg.max_steps, initial=start, desc=f"{cfg.objective} {cfg.env_id}", unit="step",
                    disable=not progress)
@@ -296,7 +309,8 @@ class Trainer:
                 self._publish_adapter(step)
             if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.max_steps:
                 ev = self.evaluate_policy()
-                metrics.update(eval_reward=ev.mean_reward, eval_legal_rate=ev.legal_rate)
+                metrics.update(eval_reward=ev.mean_reward, eval_ci_low=ev.ci95[0], eval_ci_high=ev.ci95[1],
+                               eval_legal_rate=ev.legal_rate)
             if step % max(cfg.log_every, 1) == 0 or "eval_reward" in metrics:
                 self._log(writer, metrics_path, metrics)
             if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
@@ -306,15 +320,21 @@ class Trainer:
             bar.set_postfix({k: round(metrics[k], 3) for k in ("reward_mean", "loss", "eval_reward")
                              if k in metrics})
         bar.close()
-        after = baseline = None
+        after = baseline = baseline_answer = None
         if cfg.eval_episodes > 0:
             after = self.evaluate_policy()
             self._log(writer, metrics_path, {"step": step, "eval_reward": after.mean_reward,
+                                             "eval_ci_low": after.ci95[0], "eval_ci_high": after.ci95[1],
                                              "eval_legal_rate": after.legal_rate})
-            baseline = _constant_baseline(cfg)
+            baseline_answer, baseline = _constant_baseline(cfg)
+            random = evaluate(RandomAgent(seed=cfg.seed), cfg.env_id, n_episodes=cfg.eval_episodes,
+                              seed=cfg.eval_seed, env_kwargs=cfg.env_kwargs)
+            _write_result(self.output_dir / "result.json", step, {
+                "before": before, "after": after, "constant_baseline": baseline, "random_baseline": random},
+                constant_answer=baseline_answer)
         writer.close()
         self.pool.close()
-        return TrainResult(self.output_dir, step, before, after, baseline)
+        return TrainResult(self.output_dir, step, before, after, baseline, baseline_answer)
 
     def _publish_adapter(self, step: int) -> None:
         # vLLM reads adapters from disk and caches them by id: save each version, bump the id.
@@ -340,13 +360,25 @@ def _truncate_metrics(path: Path, step: int) -> None:
     path.write_text("".join(ln + "\n" for ln in lines))
 
 
-def _constant_baseline(cfg: TrainConfig) -> EvaluationResult | None:
-    """The image-blind shortcut on x tasks: always answering 0, on the same held-out seeds."""
-    import gymnasium as gym
-
+def _constant_baseline(cfg: TrainConfig) -> tuple[str, EvaluationResult]:
+    """The image-blind shortcut: the best constant answer chosen on the held-out seeds themselves
+    (:func:`evaluation.best_constant_answer`; choosing on the test seeds makes the bar stricter),
+    and its evaluation there."""
     from agents.baselines import ConstantAgent
+    from evaluation.best_constant import best_constant_answer
 
-    if gym.spec(cfg.env_id).kwargs.get("task", "").endswith("x_only"):
-        return evaluate(ConstantAgent("<answer>0</answer>"), cfg.env_id, n_episodes=cfg.eval_episodes,
-                        seed=cfg.eval_seed, env_kwargs=cfg.env_kwargs)
-    return None
+    best = best_constant_answer(cfg.env_id, n_episodes=cfg.eval_episodes, seed=cfg.eval_seed,
+                                env_kwargs=cfg.env_kwargs)
+    return best.answer, evaluate(ConstantAgent(best.answer), cfg.env_id, n_episodes=cfg.eval_episodes,
+                                 seed=cfg.eval_seed, env_kwargs=cfg.env_kwargs)
+
+
+def _write_result(path: Path, step: int, results: dict[str, EvaluationResult | None], **extra: Any) -> None:
+    """``result.json``: the held-out summaries (no episodes) and ``extra``, written atomically."""
+    summary: dict[str, Any] = {"steps": step, **extra}
+    for name, res in results.items():
+        if res is not None:
+            summary[name] = {k: v for k, v in res.to_dict().items() if k != "episodes"}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    os.replace(tmp, path)

@@ -40,7 +40,7 @@ from agents.base import Agent
 
 from .atomic import write_text_atomic
 from .best_constant import DEFAULT_X_STEP, DEFAULT_XY_STEP, ConstantBaseline, best_constant_answer
-from .evaluate import EvaluationResult, evaluate
+from .evaluate import EvaluationResult, _json_default, evaluate
 
 __all__ = ["evaluate_matrix", "MatrixResult", "EnvBaselines", "parse_named_spec", "MATRIX_CSV_COLUMNS"]
 
@@ -211,14 +211,6 @@ def _csv(columns: Sequence[str], rows: list[dict[str, Any]]) -> str:
         writer.writerow({k: ("" if row[k] is None else repr(float(row[k])) if isinstance(row[k], float) else row[k])
                          for k in columns})
     return buf.getvalue()
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
 def env_baselines(env_id: str, n_episodes: int, seed: int, batch_size: int = 16,

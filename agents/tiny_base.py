@@ -17,7 +17,7 @@ from .tiny import cache_dir
 __all__ = ["tiny_base_path", "shipped_path", "cache_path", "RECIPE_VERSION"]
 
 # Bump with any change to training.pretrain's recipe: cached builds of an older recipe are ignored.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 
 def shipped_path() -> pathlib.Path:

@@ -46,7 +46,7 @@ def _train(args: argparse.Namespace) -> int:
     for label, ev in (("before training", result.before), ("after training", result.after),
                       (f"best constant {result.baseline_answer}", result.baseline)):
         if ev is not None:
-            print(f"held-out mean reward, {label:<24} {ev.mean_reward:8.3f}  95% CI "
+            print(f"held-out mean reward, {label:<38} {ev.mean_reward:8.3f}  95% CI "
                   f"[{ev.ci95[0]:.3f}, {ev.ci95[1]:.3f}]  legal {ev.legal_rate:.3f}  ({ev.n_episodes} episodes)")
     if result.after is not None and result.baseline is not None:
         beat = result.after.ci95[0] > result.baseline.ci95[1]

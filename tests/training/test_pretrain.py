@@ -62,6 +62,11 @@ def test_perception_examples_answer_in_format():
     names = re.fullmatch(r"<answer>(.*)</answer>", a).group(1).split(", ")
     top_down = sorted(scene.cubes, key=lambda c: (-c.z, c.x))
     assert names == [COLOR_NAMES[c.color] for c in top_down]
+    stack = pretrain.Scene("generic", (pretrain.Cube(0.0, 0.0, 0.5, 1.0, (30, 180, 50)),
+                                       pretrain.Cube(-0.3, 0.0, 1.5, 1.0, (30, 70, 220))), 1)
+    assert pretrain.perception_example(stack, image, rng, "shift")[2] == "<answer>left</answer>"
+    mirrored = pretrain.Scene("generic", (stack.cubes[0], pretrain.Cube(0.3, 0.0, 1.5, 1.0, (30, 70, 220))), 1)
+    assert pretrain.perception_example(mirrored, image, rng, "shift")[2] == "<answer>right</answer>"
     q, _, a, _ = pretrain.perception_example(scene, image, rng, "bbox")
     assert re.fullmatch(r"<answer>\(\d+, \d+\), \(\d+, \d+\)</answer>", a)
     assert re.search(r"the (\w+) block", q).group(1) in COLOR_NAMES.values()
@@ -75,7 +80,8 @@ def test_reduced_budget_build_is_deterministic_and_loads(tmp_path):
     from agents.tiny import build_tiny
     from agents.vlm import load_processor
 
-    kwargs = dict(seed=3, perception_steps=2, format_steps=1, batch_size=2, progress=False, threads=1)
+    kwargs = dict(seed=3, shift_steps=1, perception_steps=2, format_steps=1, batch_size=2, shift_batch_size=2,
+                  progress=False, threads=1)
     a = pretrain.build_tiny_base(tmp_path / "a", **kwargs)
     b = pretrain.build_tiny_base(tmp_path / "b", **kwargs)
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
@@ -94,8 +100,8 @@ def test_format_stage_leaves_the_vision_alone(tmp_path):
 
     from agents.tiny import build_tiny
 
-    path = pretrain.build_tiny_base(tmp_path / "f", seed=4, perception_steps=0, format_steps=1, batch_size=2,
-                                    progress=False, threads=1)
+    path = pretrain.build_tiny_base(tmp_path / "f", seed=4, shift_steps=0, perception_steps=0, format_steps=1,
+                                    batch_size=2, progress=False, threads=1)
     random = load_file(build_tiny(tmp_path / "random", seed=4) / "model.safetensors")
     trained = load_file(path / "model.safetensors")
     vision = [k for k in random if "visual." in k]  # saved as "visual.*" (loaded as "model.visual.*")

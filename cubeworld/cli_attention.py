@@ -1,6 +1,6 @@
 """``cubeworld attention``: per-layer attention maps of the last prompt token over the image (:mod:`evaluation.attention`).
 
-    cubeworld attention --model base=tiny-base --model rl=tiny-base@runs/grpo/final \\
+    cubeworld attention --model base=tiny-base --model rl=tiny-base+adapter=runs/grpo/checkpoints/step-000200 \\
         --env TopBlockXOnly-v0 --seed 2000000 --out attention.png
 
 Models are given as for ``cubeworld probe`` (see :mod:`cubeworld.cli_probe`).
@@ -68,7 +68,7 @@ def add_subcommand(subparsers: Any) -> None:
         help="attention maps of the last prompt token over the image, per layer and model (PNG grid)",
         description="For one scene, the attention from the last prompt token to each image token, per decoder "
         "layer, averaged over heads, upsampled and overlaid on the image (the paper's A.7). Rows: models; "
-        "columns: the image, then layers. Models: --model [LABEL=]MODEL[@ADAPTER_DIR] (repeatable) or "
+        "columns: the image, then layers. Models: --model [LABEL=]MODEL[+adapter=ADAPTER_DIR] (repeatable) or "
         "--model MODEL --adapter DIR.",
     )
     add_model_arguments(p)

@@ -5,11 +5,12 @@ share (:class:`ModelSpec`, :func:`add_model_arguments`). A model is given as
 
 * ``--model MODEL``: a VLM name or folder (``tiny``, ``tiny-base``, a hub id, a path); its label is MODEL;
 * ``--model LABEL=MODEL``: the same, labelled LABEL in tables and plots;
-* ``--model LABEL=MODEL@ADAPTER_DIR``: with a PEFT LoRA adapter folder loaded on top;
+* ``--model LABEL=MODEL+adapter=ADAPTER_DIR``: with a PEFT LoRA adapter folder loaded on top
+  (the agent specs' syntax, :data:`agents.factory.ADAPTER_SEPARATOR`);
 * ``--model MODEL --adapter ADAPTER_DIR``: the same; ``--adapter`` applies to the ``--model`` before it.
 
 Repeat ``--model`` to compare models, e.g.
-``cubeworld probe --model tiny --model base=tiny-base --model rl=tiny-base@runs/grpo/final -n 600 --out probes/``.
+``cubeworld probe --model tiny --model base=tiny-base --model rl=tiny-base+adapter=runs/grpo/checkpoints/step-000200 -n 600 --out probes/``.
 """
 
 from __future__ import annotations
@@ -46,19 +47,25 @@ class ModelSpec:
 
 
 def parse_model_spec(text: str) -> ModelSpec:
-    """``[LABEL=]MODEL[@ADAPTER_DIR]`` -> :class:`ModelSpec` (label defaults to the text after ``LABEL=``).
+    """``[LABEL=]MODEL[+adapter=ADAPTER_DIR]`` -> :class:`ModelSpec` (the adapter syntax of
+    :func:`agents.factory.split_adapter`; the label defaults to the text after ``LABEL=``).
 
     Raises:
         ValueError: an empty label, model or adapter part.
     """
-    label, sep, rest = text.partition("=")
-    if not sep:
-        label, rest = "", text
-    model, at, adapter = rest.partition("@")
-    if (sep and not label) or not model or (at and not adapter):
-        raise ValueError(f"bad --model {text!r}: use MODEL, LABEL=MODEL or LABEL=MODEL@ADAPTER_DIR "
-                         "(e.g. tiny-base, base=tiny-base, rl=tiny-base@runs/grpo/final)")
-    return ModelSpec(label=label or rest, model=model, adapter=adapter or None)
+    from agents.factory import ADAPTER_SEPARATOR, split_adapter
+
+    head = text.split(ADAPTER_SEPARATOR, 1)[0]  # a label's "=" comes before the adapter's
+    label, sep, _ = head.partition("=")
+    rest = text[len(label) + 1:] if sep else text
+    try:
+        model, adapter = split_adapter(rest)
+    except ValueError:
+        model, adapter = "", None
+    if (sep and not label) or not model or rest.endswith(ADAPTER_SEPARATOR):
+        raise ValueError(f"bad --model {text!r}: use MODEL, LABEL=MODEL or LABEL=MODEL{ADAPTER_SEPARATOR}ADAPTER_DIR "
+                         f"(e.g. tiny-base, base=tiny-base, rl=tiny-base{ADAPTER_SEPARATOR}runs/grpo/checkpoints/step-000200)")
+    return ModelSpec(label=label if sep else rest, model=model, adapter=adapter)
 
 
 class _ModelAction(argparse.Action):
@@ -83,12 +90,12 @@ class _AdapterAction(argparse.Action):
             parser.error(f"--model {specs[-1].label!r} already has the adapter {specs[-1].adapter!r}")
         specs[-1].adapter = values
         if specs[-1].label == specs[-1].model:
-            specs[-1].label = f"{specs[-1].model}@{values}"
+            specs[-1].label = f"{specs[-1].model}+adapter={values}"
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the repeatable ``--model`` / ``--adapter`` pair and ``--device`` (dest ``models``: ModelSpecs)."""
-    parser.add_argument("--model", dest="models", action=_ModelAction, metavar="[LABEL=]MODEL[@ADAPTER_DIR]",
+    parser.add_argument("--model", dest="models", action=_ModelAction, metavar="[LABEL=]MODEL[+adapter=ADAPTER_DIR]",
                         help="a VLM name or folder (tiny, tiny-base, hub id, path), optionally labelled and with a "
                         "PEFT adapter folder; repeat to compare models")
     parser.add_argument("--adapter", action=_AdapterAction, metavar="ADAPTER_DIR",
@@ -138,7 +145,7 @@ def add_subcommand(subparsers: Any) -> None:
         description="Run each model over N top-block scenes, mean-pool every layer's hidden states over the "
         "image tokens, and cross-validate an L2 logistic regression for stability (accuracy) and a Bayesian "
         "linear regression for the top cube's x offset (R^2) per layer (the paper's A.6). Writes "
-        "OUT/probes.json and OUT/probes.png. Models: --model [LABEL=]MODEL[@ADAPTER_DIR] (repeatable) or "
+        "OUT/probes.json and OUT/probes.png. Models: --model [LABEL=]MODEL[+adapter=ADAPTER_DIR] (repeatable) or "
         "--model MODEL --adapter DIR.",
     )
     add_model_arguments(p)

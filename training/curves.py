@@ -87,7 +87,11 @@ def plot_training_curves(runs: dict[str, str | os.PathLike], out: str | os.PathL
         for key in ("constant_baseline", "random_baseline"):
             if key in result and key not in baselines:
                 baselines[key] = result[key]
-    styles = {"constant_baseline": ("k", "--", "constant 0 (image-blind)"), "random_baseline": ("grey", ":", "random legal answer")}
+                if key == "constant_baseline":
+                    answer = result.get("constant_answer", "").replace("<answer>", "").replace("</answer>", "")
+                    constant_label = f"best constant answer {answer} (image-blind)"
+    styles = {"constant_baseline": ("k", "--", constant_label if "constant_baseline" in baselines else ""),
+              "random_baseline": ("grey", ":", "random legal answer")}
     for key, res in baselines.items():
         colour, ls, name = styles[key]
         for ax in (ax_train, ax_eval):

@@ -129,14 +129,14 @@ def test_features_follow_a_lora_adapter(tiny_base):
 @pytest.mark.parametrize("text, expected", [
     ("tiny", ModelSpec("tiny", "tiny", None)),
     ("base=tiny-base", ModelSpec("base", "tiny-base", None)),
-    ("rl=tiny-base@runs/a/final", ModelSpec("rl", "tiny-base", "runs/a/final")),
-    ("tiny-base:3@ad", ModelSpec("tiny-base:3@ad", "tiny-base:3", "ad")),
+    ("rl=tiny-base+adapter=runs/a/final", ModelSpec("rl", "tiny-base", "runs/a/final")),
+    ("tiny-base:3+adapter=ad", ModelSpec("tiny-base:3+adapter=ad", "tiny-base:3", "ad")),
 ])
 def test_model_specs(text, expected):
     assert parse_model_spec(text) == expected
 
 
-@pytest.mark.parametrize("text", ["=tiny", "x=", "x=tiny@", "@ad"])
+@pytest.mark.parametrize("text", ["=tiny", "x=", "x=tiny+adapter=", "+adapter=ad"])
 def test_bad_model_specs(text):
     with pytest.raises(ValueError, match="LABEL=MODEL"):
         parse_model_spec(text)
@@ -161,18 +161,18 @@ def adapter_dir(tmp_path_factory):
 
 def test_cli_probes_two_models_end_to_end(tmp_path, adapter_dir, capsys):
     out = tmp_path / "probes"
-    code = main(["probe", "--model", "tiny", "--model", f"rl=tiny-base@{adapter_dir}",
+    code = main(["probe", "--model", "tiny", "--model", f"rl=tiny-base+adapter={adapter_dir}",
                  "--model", "tiny-base", "--adapter", str(adapter_dir),
                  "-n", "40", "--folds", "5", "--out", str(out)])
     assert code == 0
     payload = json.loads((out / "probes.json").read_text())
-    assert list(payload["models"]) == ["tiny", "rl", f"tiny-base@{adapter_dir}"]
+    assert list(payload["models"]) == ["tiny", "rl", f"tiny-base+adapter={adapter_dir}"]
     assert payload["settings"]["n_scenes"] == 40 and payload["settings"]["n_folds"] == 5
     for entry in payload["models"].values():
         assert len(entry["stability_accuracy_mean"]) == len(entry["offset_r2_mean"]) == 5
         assert np.asarray(entry["stability_accuracy_folds"]).shape == (5, 5)
     # the same model and adapter given both ways give the same numbers
-    rl, pair = payload["models"]["rl"], payload["models"][f"tiny-base@{adapter_dir}"]
+    rl, pair = payload["models"]["rl"], payload["models"][f"tiny-base+adapter={adapter_dir}"]
     assert rl["offset_r2_folds"] == pair["offset_r2_folds"]
     assert payload["models"]["rl"]["meta"]["adapter"] == str(adapter_dir)
     assert (out / "probes.png").read_bytes()[:4] == b"\x89PNG"
@@ -180,7 +180,7 @@ def test_cli_probes_two_models_end_to_end(tmp_path, adapter_dir, capsys):
 
 
 def test_cli_reports_bad_models(tmp_path, capsys):
-    assert main(["probe", "--model", "tiny-base@/no/such/adapter", "-n", "20", "--folds", "2",
+    assert main(["probe", "--model", "tiny-base+adapter=/no/such/adapter", "-n", "20", "--folds", "2",
                  "--out", str(tmp_path)]) == 2
     assert "/no/such/adapter" in capsys.readouterr().err
     assert main(["probe", "--model", "tiny-base", "-n", "10", "--folds", "10", "--out", str(tmp_path)]) == 2

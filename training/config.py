@@ -65,9 +65,8 @@ class TrainConfig:
     batch, so objectives compare at equal batch size).
 
     Model:
-        model: base checkpoint: ``"tiny-base"`` (the pre-trained tiny base, built once and
-            cached), ``"tiny"`` (the random-weight tiny model), a local folder or a hub id
-            such as ``"Qwen/Qwen3-VL-8B-Instruct"``.
+        model: ``"tiny-base"`` (the shipped pre-trained tiny base), ``"tiny"`` (random
+            weights), a local folder or a hub id such as ``"Qwen/Qwen3-VL-8B-Instruct"``.
         load_in_4bit: quantise the base to 4-bit NF4 (QLoRA; needs bitsandbytes).
         backend: generation backend of the rollouts: ``"hf"`` (transformers) or ``"vllm"``
             (GPU; the adapter is hot-swapped after every update).
@@ -95,9 +94,8 @@ class TrainConfig:
             each in (0, 1). GSPO uses much smaller values (e.g. 3e-4 / 4e-4).
         loss_normalisation: ``"tokens"`` (sum over the group's completion tokens divided by
             their total count, the paper's) or ``"sequence"`` (mean per completion, then mean).
-        kl_coef: weight of a k3 KL penalty to the base model (adapter off); 0 (the paper's)
-            disables it and skips the reference forward. The quickstart's 0.05 keeps the tiny
-            base from collapsing onto one answer (measured: see README, Training).
+        kl_coef: weight of a k3 KL penalty to the base (adapter off); 0 (the paper's) skips the
+            reference forward. The quickstart's 0.05 kept GRPO off one-answer collapse (README).
         skip_degenerate_groups: groups whose rewards are all equal have zero advantage;
             True drops them from the batch (no forward/backward); they are always counted.
     Sampling:
@@ -105,8 +103,7 @@ class TrainConfig:
         top_p: nucleus mass in (0, 1]; 1 disables it.
         max_new_tokens: most tokens per completion, >= 1.
     Optimisation (AdamW):
-        learning_rate: peak learning rate, > 0. The default, 2e-3, is the tiny quickstart's;
-            LoRA on real Qwen checkpoints wants about 1e-5 to 1e-4 (see configs/paper/).
+        learning_rate: peak learning rate, > 0; 2e-3 suits the tiny quickstart, real Qwen LoRA ~1e-5 to 1e-4.
         lr_schedule: ``"constant"``, ``"linear"`` (decay to 0 at ``max_steps``) or ``"cosine"``,
             all after ``warmup_steps`` of linear warm-up.
         warmup_steps: linear warm-up steps, in [0, max_steps].
@@ -117,18 +114,15 @@ class TrainConfig:
     Adapter (PEFT LoRA):
         lora_r: rank, >= 1. lora_alpha: scale numerator (scaling = alpha / r), >= 1.
         lora_dropout: dropout on the LoRA input, in [0, 1).
-        target_modules: names of the language model's linear modules that get LoRA (a
-            non-empty list of names such as ``q_proj``; the vision encoder's modules are
-            excluded unless ``train_vision``).
-        train_vision: also put LoRA on the vision encoder (the paper's vision ablation).
+        target_modules: non-empty list of linear module names that get LoRA (``q_proj``, ...);
+            the vision encoder's only with ``train_vision`` (the paper's vision ablation).
     Reproducibility, evaluation, output:
         seed: seed of everything (model init of the adapter, scene seeds, sampling), >= 0.
-        eval_every: evaluate every this many steps (0: only before and after training).
-        eval_episodes: held-out episodes per evaluation (>= 1 when evaluating; 0 disables).
+        eval_every: evaluate every this many steps (0: only before and after training);
+            eval_episodes: held-out episodes per evaluation (0 disables evaluation).
         eval_seed: held-out scenes use seeds ``eval_seed, eval_seed + 1, ...``; training
             draws scene seeds from ``[0, eval_seed)``, so the two never overlap.
-        save_every: checkpoint every this many steps (0: only at the end).
-        log_every: write metrics every this many steps, >= 1.
+        save_every: checkpoint every this many steps (0: only at the end); log_every: metrics, >= 1.
         output_dir: the run's folder (TensorBoard logs, ``metrics.jsonl``, checkpoints).
 
     Raises:

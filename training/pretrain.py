@@ -15,8 +15,8 @@ camera, with perception questions, never the tasks' questions:
    "Is the top block of the stack shifted to the left or to the right of the block
    below it?" -> ``<answer>left</answer>``. A cube is about one 28 px image token
    wide, so the shift is a sub-token detail. This stage comes first and alone for a
-   measured reason: as a quarter or half of mixed batches the question stayed at
-   chance for 1000 steps in three builds; given whole batches it is learned in
+   measured reason: as a quarter to half of mixed batches the question stayed at
+   chance for 750-1000 steps in three builds; given whole batches it is learned in
    about 200 steps.
 2. **Perception** (every weight, lower learning rate: at 2e-3 the mixed questions
    erased the shift): "How many blocks ...?" -> ``<answer>3</answer>``; "Name the
@@ -303,7 +303,7 @@ def build_tiny_base(out_dir: str | os.PathLike, seed: int = 0, perception_steps:
             n_replay = round(replay * batch_size)
             # Which way a stack's top overhangs is a sub-token detail (a cube is about one 28 px image
             # token wide): it is learned only when it has whole batches to itself, so it comes first
-            # (at a quarter of mixed batches it stayed at chance for 1000 steps); the mixed stage replays it.
+            # (at a quarter to half of mixed batches it stayed at chance for 750-1000 steps); the mixed stage replays it.
             losses = {"shift": _train_stage(model, processor, lambda: [data.perception("shift") for _ in range(
                 shift_batch_size)], shift_steps, SHIFT_LR, "shift", progress)}
             losses["perception"] = _train_stage(model, processor, lambda: [data.perception() for _ in range(batch_size)],

@@ -22,11 +22,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import pathlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from .atomic import save_figure_atomic
 
 __all__ = ["AttentionMaps", "attention_maps", "eager_attention", "upsample_map", "plot_attention_grid",
            "default_layers"]
@@ -242,7 +243,6 @@ def plot_attention_grid(rows: Mapping[str, AttentionMaps], path: str | os.PathLi
     if title:
         fig.suptitle(title, fontsize=9)
     if path is not None:
-        pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
     return fig

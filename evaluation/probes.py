@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import save_figure_atomic, write_text_atomic
+
 __all__ = ["ProbeData", "ProbeResult", "probe_scenes", "extract_features", "fit_probes", "plot_probe_curves",
            "save_probe_results", "DEFAULT_PROBE_SEED"]
 
@@ -370,8 +372,7 @@ def plot_probe_curves(results: Sequence[ProbeResult] | Mapping[str, ProbeResult]
     if title:
         fig.suptitle(title, fontsize=10)
     if path is not None:
-        pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=150)
+        save_figure_atomic(fig, path, dpi=150)
     plt.close(fig)
     return fig
 
@@ -384,7 +385,7 @@ def save_probe_results(results: Mapping[str, ProbeResult], out_dir: str | os.Pat
     out.mkdir(parents=True, exist_ok=True)
     json_path, png_path = out / "probes.json", out / "probes.png"
     payload = {"settings": dict(settings or {}), "models": {k: r.to_dict() for k, r in results.items()}}
-    json_path.write_text(json.dumps(payload, indent=1) + "\n")
+    write_text_atomic(json_path, json.dumps(payload, indent=1) + "\n")
     first = next(iter(results.values()), None)
     title = (f"{first.n_scenes} scenes, {first.n_folds}-fold CV" if first is not None else None)
     plot_probe_curves(results, png_path, title=title)

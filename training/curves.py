@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluation.atomic import save_figure_atomic
+
 __all__ = ["read_metrics", "plot_training_curves", "main"]
 
 
@@ -106,12 +108,8 @@ def plot_training_curves(runs: dict[str, str | os.PathLike], out: str | os.PathL
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    out = save_figure_atomic(fig, out, dpi=110)
     plt.close(fig)
-    os.replace(tmp, out)
     return out
 
 

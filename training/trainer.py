@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch
 
 from agents.backends.base import SamplingParams
 from agents.baselines import RandomAgent
+from evaluation.atomic import write_text_atomic
 from evaluation.evaluate import EvaluationResult, evaluate
 
 from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -379,6 +379,4 @@ def _write_result(path: Path, step: int, results: dict[str, EvaluationResult | N
     for name, res in results.items():
         if res is not None:
             summary[name] = {k: v for k, v in res.to_dict().items() if k != "episodes"}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(summary, indent=1) + "\n")

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from envs.prompts import LERER, PROMPTS, SIDE_BLOCK_XY_REASONING
+from envs.prompts import LERER, PROMPTS, reasoning_variant
 from envs.tower_env import TASKS
 
-__all__ = ["Agent", "Observation", "task_of"]
+__all__ = ["Agent", "Observation", "task_of", "decoding_of"]
 
 Observation = Mapping[str, Any]
 
@@ -47,9 +47,8 @@ def task_of(observation: Mapping[str, Any]) -> tuple[str, str | None]:
     prompt = observation.get("prompt")
     prompt = prompt if isinstance(prompt, str) else ""
     if task not in TASKS:
-        task = next((t for t, text in PROMPTS.items() if prompt.startswith(text)), None)
-        if task is None and prompt.startswith(SIDE_BLOCK_XY_REASONING):
-            task = "side_block_xy"
+        task = next((t for t, text in PROMPTS.items()
+                     if prompt.startswith(text) or prompt.startswith(reasoning_variant(text))), None)
     if fmt not in ("binary", "x", "xy"):
         if task in TASKS:
             fmt = TASKS[task][1]
@@ -57,6 +56,23 @@ def task_of(observation: Mapping[str, Any]) -> tuple[str, str | None]:
             fmt = "binary"
         else:  # an unknown wording: guess the format from what it asks for
             low = prompt.lower()
-            fmt = "xy" if ("two integers" in low or "two values" in low) else "x" if "one integer" in low else "binary"
+            fmt = ("xy" if ("two integers" in low or "two values" in low)
+                   else "x" if ("one integer" in low or "an integer" in low) else "binary")
     family = TASKS[task][0] if task in TASKS else ("side_block" if "red block" in prompt.lower() else None)
     return fmt, family
+
+
+def decoding_of(agent: Any) -> dict[str, Any] | None:
+    """How ``agent`` turns a model into answers, as recorded under ``"decoding"`` in results.
+
+    An agent may define ``decoding_record() -> dict`` (a log-probability judge does); a
+    sampling agent's ``sampling`` settings (:class:`agents.backends.base.SamplingParams`)
+    are recorded by their ``to_dict()``; agents without a model (random, oracle, constant,
+    perceive-then-simulate) have no decoding: None.
+    """
+    record = getattr(agent, "decoding_record", None)
+    if callable(record):
+        return dict(record())
+    sampling = getattr(agent, "sampling", None)
+    to_dict = getattr(sampling, "to_dict", None)
+    return dict(to_dict()) if callable(to_dict) else None

@@ -1,7 +1,8 @@
 """``load_agent``: an agent from a short spec string (what ``cubeworld eval --agent`` takes).
 
 VLM specs may name a PEFT LoRA adapter after the model with the separator
-:data:`ADAPTER_SEPARATOR` (``+adapter=``): ``vlm:tiny-base+adapter=runs/x/checkpoints/step-000100``.
+:data:`ADAPTER_SEPARATOR` (``+adapter=``, the one adapter syntax of every command):
+``vlm:tiny-base+adapter=runs/x/checkpoints/step-000100``.
 Hub ids and the embedded model names cannot contain ``+``, and a model folder
 whose own path contains ``+adapter=`` still loads when given whole: an ``ARG``
 that names an existing path is always the model, never split.
@@ -64,7 +65,7 @@ def _check_adapter_folder(adapter: str, spec: str) -> None:
             "RUN/checkpoints/step-000100")
 
 
-def _parse(spec: str, adapter: str | None) -> tuple[str, str, str | None]:
+def _parse(spec: str) -> tuple[str, str, str | None]:
     """``spec`` -> ``(kind, argument, adapter)``, checked without loading anything."""
     if not isinstance(spec, str):
         raise ValueError(f"agent spec must be a str such as 'oracle' or 'vlm:tiny-base', got {spec!r}")
@@ -75,13 +76,9 @@ def _parse(spec: str, adapter: str | None) -> tuple[str, str, str | None]:
         if not arg:
             raise ValueError(f"agent spec {spec!r} needs an argument: {kind}:{_NEEDS_ARGUMENT[kind]}")
         if kind in ("vlm", "vlm-logprob"):
-            model, spec_adapter = split_adapter(arg)
-            if spec_adapter is not None and adapter is not None:
-                raise ValueError(f"agent spec {spec!r} names adapter {spec_adapter!r} and adapter={adapter!r} "
-                                 "was passed too (--adapter); give one of them")
-            adapter = spec_adapter if spec_adapter is not None else adapter
+            model, adapter = split_adapter(arg)
             if adapter is not None:
-                _check_adapter_folder(str(adapter), spec)
+                _check_adapter_folder(adapter, spec)
             return kind, model, adapter
         return kind, arg, None
     kinds = list(dict.fromkeys(k.split(":")[0] for k in AGENT_SPECS))
@@ -91,32 +88,35 @@ def _parse(spec: str, adapter: str | None) -> tuple[str, str, str | None]:
     raise ValueError(f"unknown agent spec {spec!r}{hint} Known: {known}")
 
 
-def check_agent_spec(spec: str, adapter: str | None = None) -> None:
+def check_agent_spec(spec: str) -> None:
     """Raise the ValueError :func:`load_agent` would raise for ``spec`` on its syntax, without loading a model.
 
     Checks the kind, its argument and, for VLM specs, that the adapter folder holds an
     ``adapter_config.json``; a missing model checkpoint is only found by loading it.
     """
-    _parse(spec, adapter)
+    _parse(spec)
 
 
-def load_agent(spec: str, seed: int = 0, adapter: str | None = None, **options: Any) -> Agent:
+def load_agent(spec: str, seed: int = 0, sampling: Any = None, **options: Any) -> Agent:
     """Build the agent that ``spec`` names (see :data:`AGENT_SPECS`).
 
     Args:
         spec: e.g. ``"oracle"``, ``"constant:<answer>0</answer>"``, ``"vlm:tiny"``,
             ``"vlm:tiny-base+adapter=runs/x/checkpoints/step-000100"``, ``"vlm-logprob:tiny-base"``.
         seed: seed of random agents and of VLM sampling.
-        adapter: PEFT adapter directory for ``vlm:`` / ``vlm-logprob:`` agents (or name it in the spec
-            after ``+adapter=``; not both).
+        sampling: decoding of ``vlm:`` agents (:class:`agents.backends.base.SamplingParams`; default
+            :data:`agents.backends.base.EVAL_DECODING`), its seed replaced by ``seed``; other kinds ignore it
+            (a log-probability judge does not sample).
         options: passed to the agent's constructor (``VLMAgent.from_pretrained`` for ``vlm:`` and
             ``vlm-logprob:``).
 
     Raises:
-        ValueError: unknown spec (with the closest known ones), a spec missing its argument, an
-            adapter given twice, or an adapter path that is not a PEFT adapter folder.
+        ValueError: unknown spec (with the closest known ones), a spec missing its argument, or an
+            adapter path (``MODEL+adapter=PATH``) that is not a PEFT adapter folder.
+        ModelNotFoundError: (:class:`agents.vlm.ModelNotFoundError`, a FileNotFoundError) no loadable
+            checkpoint at a ``vlm:`` / ``vlm-logprob:`` MODEL; the message says what to pass.
     """
-    kind, arg, adapter = _parse(spec, adapter)
+    kind, arg, adapter = _parse(spec)
     if kind == "random":
         from .baselines import RandomAgent
 
@@ -136,7 +136,7 @@ def load_agent(spec: str, seed: int = 0, adapter: str | None = None, **options: 
     if kind == "vlm":
         from .vlm import VLMAgent
 
-        return VLMAgent.from_pretrained(arg, adapter=adapter, seed=seed, **options)
+        return VLMAgent.from_pretrained(arg, adapter=adapter, seed=seed, sampling=sampling, **options)
     if kind == "vlm-logprob":
         from .logprob import LogProbJudge
 

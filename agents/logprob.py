@@ -88,6 +88,11 @@ class LogProbJudge:
         return cls(VLMAgent.from_pretrained(name_or_path, adapter=adapter, **kwargs),
                    end_token=end_token, batch_size=batch_size)
 
+    def decoding_record(self) -> dict[str, Any]:
+        """The ``"decoding"`` of results: no sampling, the more probable of the two scored answers."""
+        return {"greedy": True, "method": "log-probability judgement",
+                "scored": {a: self.agent.processor.tokenizer.decode(ids) for a, ids in self.completion_ids.items()}}
+
     def _check_binary(self, observations: Sequence[Mapping[str, Any]]) -> None:
         for i, obs in enumerate(observations):
             fmt, _ = task_of(obs)

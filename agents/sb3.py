@@ -28,6 +28,8 @@ Requires the ``sb3`` extra (``pip install "cubeworld[sb3]"``) for training and
 
 from __future__ import annotations
 
+import os
+import pathlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +40,7 @@ from PIL import Image
 
 import envs  # noqa: F401  (registers the env ids with Gymnasium)
 
+from .atomic import atomic_path
 from .base import Observation, task_of
 
 __all__ = [
@@ -317,9 +320,13 @@ class SB3Agent:
             for a, o in zip(actions, observations)
         ]
 
-    def save(self, path: str) -> None:
-        """Save the model with SB3 (a ``.zip``; SB3 appends the suffix when missing)."""
-        self.model.save(path)
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the model with SB3, atomically (a ``.zip``; the suffix is appended when missing, as SB3 does)."""
+        path = pathlib.Path(path)
+        if path.suffix == "":
+            path = path.with_name(path.name + ".zip")
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            self.model.save(f)
 
     @classmethod
     def load(cls, path: str, answer_format: str | None = None, *, algorithm=None,

@@ -40,9 +40,9 @@ import hashlib
 import json
 import os
 import pathlib
-import shutil
-import tempfile
 from typing import Any
+
+from .atomic import atomic_directory
 
 __all__ = [
     "tiny_model_path", "build_tiny", "cache_dir", "tiny_corpus",
@@ -131,7 +131,7 @@ def tiny_corpus() -> list[str]:
     from envs import prompts  # envs is light (no torch); the prompts are its public text
 
     texts = list(prompts.PROMPTS.values())
-    texts += [prompts.LERER, prompts.REASONING_SUFFIX, prompts.SIDE_BLOCK_XY_REASONING]
+    texts += [prompts.LERER] + [prompts.prompt_for(t, reasoning=True) for t in prompts.PROMPTS]
     texts += list(_EXTRA_TEXT)
     texts += [f"{c} {c.capitalize()} the {c} block" for c in _COLOURS]
     # Digits are isolated by the pre-tokenizer; numbers still teach the tags and signs around them.
@@ -187,22 +187,13 @@ def tiny_model_path(seed: int = 0, rebuild: bool = False) -> pathlib.Path:
     path = cache_dir() / f"tiny-seed{seed}-{_recipe_hash()}"
     if (path / "model.safetensors").is_file() and not rebuild:
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
-        build_tiny(tmp, seed=seed)
-        if rebuild and path.exists():
-            old = path.with_name(f".{path.name}-old-{os.getpid()}")
-            os.replace(path, old)
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            os.replace(tmp, path)
-        except OSError:
-            # Another process finished the same build first: theirs is identical, keep it.
-            if not (path / "model.safetensors").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    try:  # a folder without weights is no build of ours (every build is published whole): replace it
+        with atomic_directory(path, overwrite=rebuild or path.exists()) as tmp:
+            build_tiny(tmp, seed=seed)
+    except FileExistsError:
+        # Another process finished the same build first: theirs is identical, keep it.
+        if not (path / "model.safetensors").is_file():
+            raise
     return path
 
 

@@ -17,7 +17,7 @@ from .tiny import cache_dir
 __all__ = ["tiny_base_path", "shipped_path", "cache_path", "RECIPE_VERSION"]
 
 # Bump with any change to training.pretrain's recipe: cached builds of an older recipe are ignored.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 
 
 def shipped_path() -> pathlib.Path:
@@ -45,4 +45,4 @@ def tiny_base_path(seed: int = 0) -> pathlib.Path:
             return path
     raise FileNotFoundError(
         f"no tiny-base model for seed {seed} (looked in {', '.join(str(c) for c in candidates)}); "
-        f"build it with: python -m training.pretrain --seed {seed}  (about 10 minutes on 2 CPU cores)")
+        f"build it with: cubeworld pretrain --seed {seed}  (about 13 minutes on 2 CPU cores)")

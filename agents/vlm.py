@@ -21,12 +21,47 @@ import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .backends.base import AdapterRequest, Completion, GenerationBackend, SamplingParams
+from .backends.base import EVAL_DECODING, AdapterRequest, Completion, GenerationBackend, SamplingParams
+from .chat import chat_prompt
 
-__all__ = ["VLMAgent", "load_processor"]
+__all__ = ["VLMAgent", "ModelNotFoundError", "load_processor"]
 
 _QUANT_EXTRA = "pip install 'cubeworld[quant]'"
 _VLLM_EXTRA = "pip install 'cubeworld[vllm]'"
+_MODEL_FIX = ("pass a local folder with config.json and *.safetensors weights, 'tiny', 'tiny-base', "
+              "or a hub id available offline (in the Hugging Face cache)")
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """No loadable checkpoint at a model name or path; the message names it and what to pass instead."""
+
+
+def _locate_model(name_or_path: str | os.PathLike) -> str:
+    """:func:`_resolve_path`, then a local path checked for a model before transformers sees it
+    (transformers reports a missing folder as a malformed hub id)."""
+    name = str(name_or_path)
+    try:
+        path = _resolve_path(name)
+    except FileNotFoundError as exc:  # tiny-base:SEED not built yet; the message gives the command
+        raise ModelNotFoundError(str(exc)) from None
+    folder = pathlib.Path(path).expanduser()
+    if folder.is_dir():
+        missing = [what for what, ok in (("config.json", (folder / "config.json").is_file()),
+                                         ("*.safetensors weights", any(folder.glob("*.safetensors")))) if not ok]
+        if missing:
+            hint = " (a PEFT adapter? give it as MODEL+adapter=DIR)" if (folder / "adapter_config.json").is_file() else ""
+            raise ModelNotFoundError(f"model {name!r}: the folder holds no {' and no '.join(missing)}{hint}; "
+                                     f"{_MODEL_FIX}")
+        return str(folder)
+    if folder.exists():
+        raise ModelNotFoundError(f"model {name!r} is a file, not a model folder; {_MODEL_FIX}")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(path)
+    except HFValidationError:
+        raise ModelNotFoundError(f"model {name!r}: no such folder (nor a hub id); {_MODEL_FIX}") from None
+    return path
 
 
 def _resolve_path(name_or_path: str | os.PathLike) -> str:
@@ -151,7 +186,8 @@ class VLMAgent:
     Build it with :meth:`from_pretrained`. Attributes: ``model`` (the transformers
     model, a ``peft.PeftModel`` once an adapter is loaded), ``processor``,
     ``backend`` (a :class:`~agents.backends.base.GenerationBackend`), ``sampling``
-    (default :class:`SamplingParams`), ``active_adapter`` (name or None), ``name_or_path``.
+    (default :data:`~agents.backends.base.EVAL_DECODING`, the paper's evaluation decoding),
+    ``active_adapter`` (name or None), ``name_or_path``.
 
     Seeding: with ``sampling.seed`` set, every :meth:`act` / :meth:`sample` call
     re-seeds the sampler with it, so the same batch gives the same answers on every
@@ -166,7 +202,7 @@ class VLMAgent:
         self.model = model
         self.processor = processor
         self.backend = backend if backend is not None else HFBackend(model, processor)
-        self.sampling = sampling if sampling is not None else SamplingParams()
+        self.sampling = sampling if sampling is not None else EVAL_DECODING
         self.name_or_path = name_or_path
         self.active_adapter: str | None = None
         self._adapter_paths: dict[str, str | None] = {}
@@ -193,7 +229,8 @@ class VLMAgent:
             adapter: folder of a PEFT LoRA adapter to load and activate (name ``"default"``).
             load_in_4bit: quantise the language model to 4-bit NF4 (bitsandbytes).
             backend: ``"hf"`` (transformers ``generate``), ``"vllm"``, or a ready backend.
-            sampling: default sampling settings for :meth:`act` / :meth:`sample`.
+            sampling: default sampling settings for :meth:`act` / :meth:`sample` (default
+                :data:`~agents.backends.base.EVAL_DECODING`: temperature 1.0, min_p 0.1, 64 tokens).
             device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available.
             dtype: weights' dtype; default fp32 on CPU, bf16 on CUDA.
             batch_size: most prompts per ``generate`` call of the ``hf`` backend.
@@ -204,11 +241,12 @@ class VLMAgent:
             ImportError: ``load_in_4bit`` without bitsandbytes, or ``backend="vllm"``
                 without vLLM; the message names the pip extra.
             ValueError: unknown backend name or bad dtype.
-            OSError: no checkpoint at ``name_or_path``.
+            ModelNotFoundError: (a FileNotFoundError) ``name_or_path`` is no model folder (config.json +
+                safetensors), no embedded name, and no hub id that loads here (offline: in the cache).
         """
         import torch
 
-        path = _resolve_path(name_or_path)
+        path = _locate_model(name_or_path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = _torch_dtype(dtype, device)
         if isinstance(backend, str) and backend not in ("hf", "vllm"):
@@ -220,8 +258,12 @@ class VLMAgent:
             if importlib.util.find_spec("vllm") is None:
                 raise ImportError(f"backend='vllm' needs vLLM: {_VLLM_EXTRA}")
             from .backends.vllm import VLLMBackend as vllm_backend_cls
-        processor = load_processor(path)
-        model = _load_model(path, load_in_4bit, device, torch_dtype)
+        try:
+            processor = load_processor(path)
+            model = _load_model(path, load_in_4bit, device, torch_dtype)
+        except OSError as exc:  # transformers' not-found / offline errors: several lines about the hub
+            reason = (str(exc).strip() or type(exc).__name__).splitlines()[0].rstrip(".")
+            raise ModelNotFoundError(f"cannot load model {str(name_or_path)!r}: {reason}; {_MODEL_FIX}") from exc
         if backend == "hf":
             from .backends.hf import HFBackend
 
@@ -233,7 +275,7 @@ class VLMAgent:
         else:
             backend_obj = backend
         if seed is not None:
-            sampling = dataclasses.replace(sampling or SamplingParams(), seed=seed)
+            sampling = dataclasses.replace(sampling or EVAL_DECODING, seed=seed)
         agent = cls(model, processor, backend_obj, sampling, name_or_path=str(name_or_path))
         if adapter is not None:
             agent.load_adapter(adapter)
@@ -243,9 +285,8 @@ class VLMAgent:
 
     def chat_prompt(self, prompt: str) -> str:
         """The chat-templated text for one observation's prompt: ``[image, prompt]`` as the user turn,
-        followed by the assistant's generation prompt."""
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        followed by the assistant's generation prompt (:func:`agents.chat.chat_prompt`)."""
+        return chat_prompt(self.processor, prompt)
 
     def prompts_and_images(self, observations: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[Any]]:
         """Chat-templated prompts and images of ``observations`` (``{"image", "prompt"}``; other keys ignored).

@@ -23,6 +23,7 @@ Goals (issue 2): >= 60 episodes/s per core, env <= 1.15x raw, >= 1.7x with 2 wor
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import time
 
@@ -33,7 +34,7 @@ import pybullet as p
 import envs
 from envs.answers import parse_answer, sample_legal_answer
 from envs.physics import GRAVITY, TIME_STEP
-from envs.render import FLOOR_RGBA, LIGHT_DIRECTION, WALL_RGBA, WALL_Y, _matrices, room_image
+from envs.render import FLOOR_RGBA, LIGHT_DIRECTION, WALL_RGBA, WALL_Y, camera_matrices, room_image
 from envs.scenes import side_block, top_block
 
 
@@ -82,8 +83,15 @@ def _raw_build(c, cubes, full_room):
     return bodies
 
 
+@functools.cache
+def _matrices(size: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The env's camera as pybullet's flat column-major tuples (the same floats), made once per size."""
+    view, proj = camera_matrices(size, size)
+    return tuple(view.T.ravel().tolist()), tuple(proj.T.ravel().tolist())
+
+
 def _raw_render(c, size, full_room):
-    view, proj = _matrices(size, size)
+    view, proj = _matrices(size)
     _, _, rgba, _, seg = p.getCameraImage(size, size, view, proj, lightDirection=LIGHT_DIRECTION,
                                           lightAmbientCoeff=0.55, lightDiffuseCoeff=0.5,
                                           lightSpecularCoeff=0.0, shadow=0,

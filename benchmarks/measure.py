@@ -12,13 +12,15 @@ from collections import defaultdict
 from typing import Any
 
 
-def _cuda() -> bool:
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device (peak memory and step ends are then measured on it)."""
     import torch
 
     return torch.cuda.is_available()
 
 
-def _sync() -> None:
+def cuda_sync() -> None:
+    """Wait for queued CUDA work (``torch.cuda.synchronize``), so wall times include it; no-op on CPU."""
     import torch
 
     if torch.cuda.is_available():
@@ -39,12 +41,12 @@ class Timers:
 
         @functools.wraps(fn)
         def timed(*args, **kwargs):
-            _sync()
+            cuda_sync()
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                _sync()
+                cuda_sync()
                 self.current[name] += time.perf_counter() - t0
 
         setattr(obj, attr, timed)
@@ -58,7 +60,7 @@ class Timers:
             self.current[name] += time.perf_counter() - t0
 
     def step_end(self) -> None:
-        _sync()
+        cuda_sync()
         self.step_ends.append(time.perf_counter())
         self.steps.append(dict(self.current))
         self.current.clear()
@@ -68,7 +70,7 @@ class PeakMemory:
     """Peak memory over a region: CUDA allocated bytes, or the process's peak resident set (MB)."""
 
     def __init__(self) -> None:
-        self.cuda = _cuda()
+        self.cuda = cuda_available()
         self.method = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

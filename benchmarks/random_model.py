@@ -80,6 +80,7 @@ def make_random_model(out: str, config_json: str | None, overrides: list[str], s
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
 
+    from agents.atomic import atomic_directory
     from agents.tiny import tiny_model_path
 
     tiny = pathlib.Path(tiny_model_path(0))
@@ -97,20 +98,20 @@ def make_random_model(out: str, config_json: str | None, overrides: list[str], s
     text = raw.setdefault("text_config", raw)  # a legacy flat config keeps text fields at the top
     text.update(bos_token_id=None, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.pad_token_id)
     out_dir = pathlib.Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(raw, indent=2))
-    config = AutoConfig.from_pretrained(str(out_dir))
-    torch.manual_seed(seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    t0 = time.perf_counter()
-    with torch.device(device):
-        model = AutoModelForImageTextToText.from_config(config, dtype=torch.bfloat16)
-    n = sum(p.numel() for p in model.parameters())
-    model.save_pretrained(str(out_dir), safe_serialization=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "processor_config.json",
-                 "preprocessor_config.json", "generation_config.json"):
-        if (tiny / name).exists():
-            shutil.copy(tiny / name, out_dir / name)
+    with atomic_directory(out_dir) as tmp:  # the folder appears complete or not at all (it replaces an old one)
+        (tmp / "config.json").write_text(json.dumps(raw, indent=2))
+        config = AutoConfig.from_pretrained(str(tmp))
+        torch.manual_seed(seed)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        t0 = time.perf_counter()
+        with torch.device(device):
+            model = AutoModelForImageTextToText.from_config(config, dtype=torch.bfloat16)
+        n = sum(p.numel() for p in model.parameters())
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "processor_config.json",
+                     "preprocessor_config.json", "generation_config.json"):
+            if (tiny / name).exists():
+                shutil.copy(tiny / name, tmp / name)
     print(f"wrote {out_dir}: {type(model).__name__}, {n / 1e9:.2f}B parameters, bf16, random init on {device} "
           f"in {time.perf_counter() - t0:.0f} s; tokenizer and processor from {tiny}")
     return out_dir

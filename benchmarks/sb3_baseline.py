@@ -116,7 +116,7 @@ def main(argv=None) -> None:
         seen = len(rewards)
     train_s = time.perf_counter() - start
     if args.save:
-        model.save(args.save)
+        SB3Agent(model).save(args.save)  # atomically, SB3's zip (".zip" appended when missing)
 
     print(f"\nHeld-out test: {args.n_eval} episodes per env, seeds {args.eval_seed}.."
           f"{args.eval_seed + args.n_eval - 1}; mean reward [95% CI]; stable = fraction of stable outcomes\n")

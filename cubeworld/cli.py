@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from .cli_decoding import add_decoding_arguments
+
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import format_table, run_demo
@@ -20,7 +22,9 @@ def _eval(args: argparse.Namespace) -> int:
     from agents.factory import load_agent
     from evaluation import evaluate
 
-    agent = load_agent(args.agent, seed=args.seed, adapter=args.adapter)
+    from .cli_decoding import decoding_from_args
+
+    agent = load_agent(args.agent, seed=args.seed, sampling=decoding_from_args(args))
     result = evaluate(agent, args.env, n_episodes=args.episodes, seed=args.seed,
                       batch_size=args.batch_size, progress=not args.quiet)
     result.agent = args.agent
@@ -35,14 +39,15 @@ def _train(args: argparse.Namespace) -> int:
     from training.config import TrainConfig
     from training.trainer import Trainer
 
-    overrides = list(args.set or [])
-    if args.output_dir:
-        overrides.append(f"output_dir={args.output_dir}")
-    config = (TrainConfig.from_yaml(args.config, overrides) if args.config
-              else TrainConfig.from_overrides(overrides))
+    config = TrainConfig.from_namespace(args)
     result = Trainer(config).train(resume=args.resume, progress=not args.quiet)
     print(f"run: {result.output_dir} ({result.steps} steps; TensorBoard: tensorboard --logdir "
           f"{result.output_dir / 'tensorboard'}; metrics: {result.output_dir / 'metrics.jsonl'})")
+    shown = result.after or result.before
+    if shown is not None:
+        from evaluation.evaluate import describe_decoding
+
+        print(f"held-out decoding: {describe_decoding(shown.decoding)}")
     for label, ev in (("before training", result.before), ("after training", result.after),
                       (f"best constant {result.baseline_answer}", result.baseline)):
         if ev is not None:
@@ -69,7 +74,9 @@ def _train_sb3(args: argparse.Namespace) -> int:
 
 # Modules that define one subcommand each with ``add_subcommand(subparsers)``; the
 # subcommand's handler is set with ``set_defaults(func=...)`` and returns an exit code.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("cubeworld.cli_probe", "cubeworld.cli_attention", "cubeworld.cli_real", "cubeworld.cli_matrix", "cubeworld.cli_landscape")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("cubeworld.cli_probe", "cubeworld.cli_attention", "cubeworld.cli_real",
+                                       "cubeworld.cli_matrix", "cubeworld.cli_landscape", "cubeworld.cli_pretrain",
+                                       "cubeworld.cli_curves")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
     demo.set_defaults(func=_demo)
 
+    import configs
     from agents.factory import AGENT_SPECS
+    from training.config import TrainConfig
 
     ev = sub.add_parser(
         "eval",
@@ -99,27 +108,26 @@ def build_parser() -> argparse.ArgumentParser:
         "95%% bootstrap interval, legal-answer rate and outcomes. Agents: "
         + "; ".join(f"{k}: {v}" for k, v in AGENT_SPECS.items()),
     )
-    ev.add_argument("--agent", required=True, help="agent spec, e.g. oracle, random, perceive, vlm:tiny")
+    ev.add_argument("--agent", required=True, help="agent spec, e.g. oracle, random, perceive, vlm:tiny, "
+                    "vlm:tiny-base+adapter=RUN/checkpoints/step-000200")
     ev.add_argument("--env", required=True, help="environment id, e.g. TopBlockXOnly-v0")
     ev.add_argument("-n", "--episodes", type=int, default=100, help="episodes (default: 100)")
-    ev.add_argument("--seed", type=int, default=0, help="first episode seed (default: 0)")
-    ev.add_argument("--batch-size", type=int, default=16, help="observations per act() call")
-    ev.add_argument("--adapter", default=None, help="PEFT adapter directory for vlm: agents")
+    ev.add_argument("--seed", type=int, default=0, help="first episode seed and VLM sampling seed (default: 0)")
     ev.add_argument("--out", default=None, help="write the full result as JSON here")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_decoding_arguments(ev)
     ev.set_defaults(func=_eval)
 
     tr = sub.add_parser(
         "train",
         help="train a LoRA adapter with GRPO, GSPO or SFT (default: tiny base, TopBlockXOnly-v0, GRPO, CPU)",
+        usage="%(prog)s [--config FILE_OR_NAME] [--set KEY=VALUE ...] [--FIELD-NAME VALUE ...] [--resume] [--quiet]",
         description="Train the LoRA adapter of a VLM policy on environment rollouts. Without options it "
         "runs the quickstart: the embedded tiny base model on TopBlockXOnly-v0 with GRPO on the CPU, and "
-        "prints the held-out reward before and after training.",
+        "prints the held-out reward before and after training. A run is --config (a YAML file or a shipped "
+        "name: " + ", ".join(configs.names()) + "), then each --set, then each field flag.",
     )
-    tr.add_argument("--config", default=None, help="YAML run configuration (see configs/)")
-    tr.add_argument("--set", action="append", metavar="KEY=VALUE",
-                    help="override a config field, e.g. --set objective=sft --set max_steps=50 (repeatable)")
-    tr.add_argument("--output-dir", default=None, help="where logs and checkpoints go (config: output_dir)")
+    TrainConfig.add_arguments(tr)  # --config, --set and one flag per field, with its help and default
     tr.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_train)
@@ -150,12 +158,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--episodes must be >= 1, got {args.episodes}")
     try:
         return args.func(args)
-    except (ValueError, ImportError, FileExistsError, gym_error()) as exc:
+    except user_errors() as exc:
         print(f"cubeworld {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
 
-def gym_error() -> type[Exception]:
-    import gymnasium
+# Exceptions that mean bad input, each with a message naming the value and the fix; anything
+# else is a bug and keeps its traceback. (module, name): looked up only once that module is
+# loaded, since an exception of a module never imported cannot have been raised, and importing
+# training.trainer (torch) just to name its exception would slow every error.
+_USER_ERRORS = (("gymnasium.error", "Error"), ("agents.vlm", "ModelNotFoundError"),
+                ("training.trainer", "NothingToResumeError"))
 
-    return gymnasium.error.Error
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The exception types :func:`main` prints as one ``cubeworld CMD: error: ...`` line (exit code 2)."""
+    loaded = (getattr(sys.modules[m], name) for m, name in _USER_ERRORS if m in sys.modules)
+    return (ValueError, ImportError, FileExistsError, *loaded)

@@ -68,8 +68,7 @@ def add_subcommand(subparsers: Any) -> None:
         help="attention maps of the last prompt token over the image, per layer and model (PNG grid)",
         description="For one scene, the attention from the last prompt token to each image token, per decoder "
         "layer, averaged over heads, upsampled and overlaid on the image (the paper's A.7). Rows: models; "
-        "columns: the image, then layers. Models: --model [LABEL=]MODEL[+adapter=ADAPTER_DIR] (repeatable) or "
-        "--model MODEL --adapter DIR.",
+        "columns: the image, then layers. Models: --model [LABEL=]MODEL[+adapter=ADAPTER_DIR] (repeatable).",
     )
     add_model_arguments(p)
     p.add_argument("--env", default="TopBlockXOnly-v0", help="environment id (default: TopBlockXOnly-v0)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .cli_decoding import add_decoding_arguments
+
 
 def _xy_step(text: str) -> tuple[int, int]:
     try:
@@ -16,6 +18,8 @@ def _xy_step(text: str) -> tuple[int, int]:
 def _run(args: argparse.Namespace) -> int:
     from evaluation.matrix import evaluate_matrix, parse_named_spec
 
+    from .cli_decoding import decoding_from_args
+
     agents: dict[str, str] = {}
     for text in args.agent:
         name, spec = parse_named_spec(text)
@@ -26,7 +30,8 @@ def _run(args: argparse.Namespace) -> int:
 
     env_ids = args.env or list(envs.ENV_IDS)
     result = evaluate_matrix(agents, env_ids, n_episodes=args.episodes, seed=args.seed, batch_size=args.batch_size,
-                             x_step=args.x_step, xy_step=args.xy_step, progress=not args.quiet,
+                             x_step=args.x_step, xy_step=args.xy_step, sampling=decoding_from_args(args),
+                             progress=not args.quiet,
                              log=None if args.quiet else print)
     print(result.summary())
     paths = result.save(args.out)
@@ -55,10 +60,10 @@ def add_subcommand(subparsers) -> None:
     p.add_argument("-n", "--episodes", type=int, default=64, help="episodes per cell (default: 64)")
     p.add_argument("--seed", type=int, default=0, help="first episode seed (default: 0)")
     p.add_argument("--out", default="matrix", help="output folder (default: matrix)")
-    p.add_argument("--batch-size", type=int, default=16, help="observations per act() call")
     p.add_argument("--x-step", type=int, default=25,
                    help="best-constant candidates of x tasks: x every X_STEP units over [-600, 600] (default: 25)")
     p.add_argument("--xy-step", type=_xy_step, default=(50, 100), metavar="X,UP",
                    help="best-constant candidates of the x-y task: x every X, up every UP units (default: 50,100)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-cell lines")
+    add_decoding_arguments(p)
     p.set_defaults(func=_run)

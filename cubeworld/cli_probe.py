@@ -5,9 +5,9 @@ share (:class:`ModelSpec`, :func:`add_model_arguments`). A model is given as
 
 * ``--model MODEL``: a VLM name or folder (``tiny``, ``tiny-base``, a hub id, a path); its label is MODEL;
 * ``--model LABEL=MODEL``: the same, labelled LABEL in tables and plots;
-* ``--model LABEL=MODEL+adapter=ADAPTER_DIR``: with a PEFT LoRA adapter folder loaded on top
-  (the agent specs' syntax, :data:`agents.factory.ADAPTER_SEPARATOR`);
-* ``--model MODEL --adapter ADAPTER_DIR``: the same; ``--adapter`` applies to the ``--model`` before it.
+* ``--model [LABEL=]MODEL+adapter=ADAPTER_DIR``: with a PEFT LoRA adapter folder loaded on top
+  (the agent specs' syntax, :data:`agents.factory.ADAPTER_SEPARATOR`, the one adapter syntax of
+  every command).
 
 Repeat ``--model`` to compare models, e.g.
 ``cubeworld probe --model tiny --model base=tiny-base --model rl=tiny-base+adapter=runs/grpo/checkpoints/step-000200 -n 600 --out probes/``.
@@ -81,25 +81,11 @@ class _ModelAction(argparse.Action):
         setattr(namespace, self.dest, specs)
 
 
-class _AdapterAction(argparse.Action):
-    def __call__(self, parser, namespace, values, option_string=None):
-        specs = getattr(namespace, "models", None) or []
-        if not specs:
-            parser.error(f"--adapter {values!r} needs a --model before it (--model MODEL --adapter DIR)")
-        if specs[-1].adapter is not None:
-            parser.error(f"--model {specs[-1].label!r} already has the adapter {specs[-1].adapter!r}")
-        specs[-1].adapter = values
-        if specs[-1].label == specs[-1].model:
-            specs[-1].label = f"{specs[-1].model}+adapter={values}"
-
-
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the repeatable ``--model`` / ``--adapter`` pair and ``--device`` (dest ``models``: ModelSpecs)."""
+    """Add the repeatable ``--model`` and ``--device`` (dest ``models``: ModelSpecs)."""
     parser.add_argument("--model", dest="models", action=_ModelAction, metavar="[LABEL=]MODEL[+adapter=ADAPTER_DIR]",
                         help="a VLM name or folder (tiny, tiny-base, hub id, path), optionally labelled and with a "
                         "PEFT adapter folder; repeat to compare models")
-    parser.add_argument("--adapter", action=_AdapterAction, metavar="ADAPTER_DIR",
-                        help="PEFT LoRA adapter folder for the --model just before it")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when available)")
 
 
@@ -145,8 +131,7 @@ def add_subcommand(subparsers: Any) -> None:
         description="Run each model over N top-block scenes, mean-pool every layer's hidden states over the "
         "image tokens, and cross-validate an L2 logistic regression for stability (accuracy) and a Bayesian "
         "linear regression for the top cube's x offset (R^2) per layer (the paper's A.6). Writes "
-        "OUT/probes.json and OUT/probes.png. Models: --model [LABEL=]MODEL[+adapter=ADAPTER_DIR] (repeatable) or "
-        "--model MODEL --adapter DIR.",
+        "OUT/probes.json and OUT/probes.png. Models: --model [LABEL=]MODEL[+adapter=ADAPTER_DIR] (repeatable).",
     )
     add_model_arguments(p)
     p.add_argument("-n", "--scenes", type=int, default=600, help="scenes (default: 600)")

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
+
+from .cli_decoding import add_decoding_arguments
 
 
 def _eval_real(args: argparse.Namespace) -> int:
     from agents.factory import load_agent
     from evaluation.real import evaluate_real
 
-    agent = load_agent(args.agent, seed=args.seed, adapter=args.adapter)
+    from .cli_decoding import decoding_from_args
+
+    agent = load_agent(args.agent, seed=args.seed, sampling=decoding_from_args(args))
+    if args.leave_one_out and not callable(getattr(agent, "photo_candidates", None)):
+        print(f"cubeworld eval-real: error: --leave-one-out needs an agent that declares the photo settings "
+              f"it was tuned over (photo_candidates()), such as perceive; {args.agent!r} declares none",
+              file=sys.stderr)
+        return 2
     try:
         result = evaluate_real(agent, args.data, image_size=args.image_size, batch_size=args.batch_size,
                                seed=args.seed, progress=not args.quiet, agent_name=args.agent)
@@ -21,7 +31,24 @@ def _eval_real(args: argparse.Namespace) -> int:
     if args.out:
         result.save(args.out)
         print(f"per-photo results written to {args.out}")
+    if args.leave_one_out:
+        _leave_one_out(agent, args)
     return 0
+
+
+def _leave_one_out(agent: Any, args: argparse.Namespace) -> None:
+    """Print (and with ``--out`` save next to it) the LOO accuracy over the agent's photo candidates."""
+    from pathlib import Path
+
+    from evaluation.loo import leave_one_out_accuracy
+
+    loo = leave_one_out_accuracy(agent.photo_candidates(), args.data, image_size=args.image_size,
+                                 batch_size=args.batch_size, seed=args.seed, progress=not args.quiet)
+    print(f"\n{loo.summary()}")
+    if args.out:
+        path = Path(args.out).with_suffix(".loo.json")
+        loo.save(path)
+        print(f"leave-one-out result written to {path}")
 
 
 def _bias(args: argparse.Namespace) -> int:
@@ -29,7 +56,9 @@ def _bias(args: argparse.Namespace) -> int:
     from evaluation import evaluate
     from evaluation.real import bias_scores
 
-    agent = load_agent(args.agent, seed=args.seed, adapter=args.adapter)
+    from .cli_decoding import decoding_from_args
+
+    agent = load_agent(args.agent, seed=args.seed, sampling=decoding_from_args(args))
     result = evaluate(agent, args.env, n_episodes=args.episodes, seed=args.seed, batch_size=args.batch_size,
                       progress=not args.quiet)
     result.agent = args.agent
@@ -52,13 +81,17 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         "interval over photos) and against the labels, and accuracy and T_pref by number of blocks.",
     )
     ev.add_argument("--data", required=True, metavar="DIR", help="the photo folder (images/ + labels.csv)")
-    ev.add_argument("--agent", required=True, help="agent spec, e.g. perceive, random, vlm:tiny")
-    ev.add_argument("--adapter", default=None, help="PEFT adapter directory for vlm: agents")
+    ev.add_argument("--agent", required=True,
+                    help="agent spec, e.g. perceive, random, vlm:tiny, vlm:tiny-base+adapter=ADAPTER_DIR")
     ev.add_argument("--image-size", type=int, default=256, help="square image side in pixels (default: 256)")
-    ev.add_argument("--batch-size", type=int, default=16, help="observations per act() call")
     ev.add_argument("--seed", type=int, default=0, help="agent and bootstrap seed (default: 0)")
     ev.add_argument("--out", default=None, metavar="FILE.json", help="write the full result as JSON here")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--leave-one-out", action="store_true",
+                    help="also report the leave-one-out accuracy over the photo settings the agent was tuned "
+                    "over (agents with photo_candidates(), e.g. perceive): each photo is answered by the "
+                    "setting most accurate on the others")
+    add_decoding_arguments(ev)
     ev.set_defaults(func=_eval_real)
 
     bi = subparsers.add_parser(
@@ -68,12 +101,12 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         "tanh((recall - specificity) / specificity) with positive class 'stable', overall, by number of "
         "blocks and by difficulty d = ||offset| - 0.5| (block edges from the tipping threshold).",
     )
-    bi.add_argument("--agent", required=True, help="agent spec, e.g. perceive, random, vlm:tiny")
+    bi.add_argument("--agent", required=True,
+                    help="agent spec, e.g. perceive, random, vlm:tiny, vlm:tiny-base+adapter=ADAPTER_DIR")
     bi.add_argument("--env", default="TopBlockStability-v0", help="a binary env id (default: TopBlockStability-v0)")
     bi.add_argument("-n", "--episodes", type=int, default=200, help="episodes (default: 200)")
     bi.add_argument("--seed", type=int, default=0, help="first episode seed and agent seed (default: 0)")
-    bi.add_argument("--adapter", default=None, help="PEFT adapter directory for vlm: agents")
-    bi.add_argument("--batch-size", type=int, default=16, help="observations per act() call")
     bi.add_argument("--out", default=None, metavar="FILE.json", help="write the scores as JSON here")
     bi.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_decoding_arguments(bi)
     bi.set_defaults(func=_bias)

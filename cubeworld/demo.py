@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 import envs
+from agents.atomic import atomic_path
 from envs.answers import sample_legal_answer
 
 __all__ = ["DemoRow", "run_demo", "format_table"]
@@ -52,8 +53,10 @@ def run_demo(out_dir: str | Path, n_episodes: int = 50, n_images: int = 4, seed:
         for k in range(n_images):
             obs, info = env.reset(seed=seed + k)
             env.step(info["optimal_action"])
-            Image.fromarray(obs["image"]).save(out / f"{env_id}_seed{seed + k}.png")
-            Image.fromarray(env.render()).save(out / f"{env_id}_seed{seed + k}_optimal_result.png")
+            for name, pixels in ((f"{env_id}_seed{seed + k}.png", obs["image"]),
+                                 (f"{env_id}_seed{seed + k}_optimal_result.png", env.render())):
+                with atomic_path(out / name) as tmp:
+                    Image.fromarray(pixels).save(tmp, format="PNG")
         seeds = range(seed, seed + n_episodes)
         rng = np.random.default_rng(seed)
         random_mean = _mean_reward(env, lambda info, fmt=fmt, rng=rng: sample_legal_answer(fmt, rng),

@@ -16,18 +16,23 @@ Answer formats (DESIGN.md section 2):
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "AnswerFormat", "ParsedAnswer", "parse_answer", "extract_answer", "sample_legal_answer",
-    "X_RANGE", "UP_RANGE",
+    "X_RANGE", "UP_RANGE", "MAX_COMPLETION_CHARS", "completion_space",
 ]
 
 AnswerFormat = Literal["binary", "x", "xy"]
 
 X_RANGE = (-600, 600)
 UP_RANGE = (0, 1000)
+# What the action space declares: a whole completion, long reasoning included. 2**17 characters
+# hold 32k generated tokens at about 4 characters a token, the longest thinking budgets of
+# current VLMs (the tiny base answers in 16 tokens); step() judges longer strings all the same.
+MAX_COMPLETION_CHARS = 2**17
 
 _OPEN = re.compile(r"<answer>", re.IGNORECASE)
 _CLOSE = re.compile(r"</answer>", re.IGNORECASE)
@@ -60,6 +65,15 @@ class ParsedAnswer:
     def legal(self) -> bool:
         return self.outcome is None
 
+
+
+def completion_space() -> Any:
+    """The environments' action space: ``gymnasium.spaces.Text`` of 0 to :data:`MAX_COMPLETION_CHARS`
+    characters of ``string.printable`` (newlines and tabs included), so a long reasoning completion
+    is contained. ``step`` accepts any ``str`` beyond it (other characters, longer text) and judges it."""
+    from gymnasium import spaces
+
+    return spaces.Text(max_length=MAX_COMPLETION_CHARS, min_length=0, charset=string.printable)
 
 def extract_answer(text: str) -> str | None:
     """Content of the last complete ``<answer>...</answer>`` block, or None.

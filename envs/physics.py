@@ -32,8 +32,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pybullet as p
 
+from .bullet import pybullet as p
 from .render import add_room, render_rgb
 from .scenes import Scene
 

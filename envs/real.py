@@ -33,9 +33,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from PIL import Image
+from PIL import Image, ImageOps
 
-from .answers import parse_answer
+from .answers import completion_space, parse_answer
 from .prompts import LERER
 from .rewards import binary_reward
 
@@ -79,27 +79,19 @@ def fit_square(image: Image.Image | np.ndarray, size: int) -> np.ndarray:
             ``(H, W, 3)`` / ``(H, W, 4)`` uint8 array.
         size: output side in pixels.
 
-    An image already ``size x size`` is returned unchanged. Otherwise the longer
-    side is scaled to ``size`` (aspect ratio kept) and the shorter one padded on
-    both sides with the median colour of the image's outermost pixel ring.
+    ``PIL.ImageOps.pad``: an image already ``size x size`` is returned unchanged;
+    a square one is resized; otherwise the longer side is scaled to ``size``
+    (aspect ratio kept) and the image centred, the shorter side padded on both
+    sides with the median colour of the image's outermost pixel ring (an odd
+    padding puts the extra pixel where Pillow's ``round`` does).
     """
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     rgb = image.convert("RGB")
-    w, h = rgb.size
-    if (w, h) == (size, size):
-        return np.asarray(rgb, dtype=np.uint8).copy()
-    scale = size / max(w, h)
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    resized = rgb.resize((new_w, new_h), Image.Resampling.BICUBIC)
-    if (new_w, new_h) == (size, size):
-        return np.asarray(resized, dtype=np.uint8).copy()
     a = np.asarray(rgb)
     ring = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
     fill = tuple(int(v) for v in np.median(ring, axis=0))
-    canvas = Image.new("RGB", (size, size), fill)
-    canvas.paste(resized, ((size - new_w) // 2, (size - new_h) // 2))
-    return np.asarray(canvas, dtype=np.uint8).copy()
+    return np.asarray(ImageOps.pad(rgb, (size, size), Image.Resampling.BICUBIC, color=fill), dtype=np.uint8).copy()
 
 
 def episode_photo(k: int, n_photos: int, shuffle: bool = True) -> int:
@@ -288,7 +280,8 @@ class RealTowerEnv(gym.Env):
 
     ## Action Space
 
-    ``Text``; any ``str`` is judged by :func:`envs.answers.parse_answer` (binary).
+    ``Text`` of up to 2**17 printable characters (:func:`envs.answers.completion_space`: a long
+    reasoning completion fits); any ``str`` is judged by :func:`envs.answers.parse_answer` (binary).
 
     ## Observation Space
 
@@ -348,7 +341,7 @@ class RealTowerEnv(gym.Env):
             "image": spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
             "prompt": spaces.Text(max_length=max(4096, len(self.prompt)), charset=charset),
         })
-        self.action_space = spaces.Text(max_length=64, charset=string.printable)
+        self.action_space = completion_space()
         self._episode = -1
         self._index: int | None = None
         self._obs: dict[str, Any] | None = None

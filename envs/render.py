@@ -21,7 +21,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import pybullet as p
+
+from .bullet import pybullet as p
 
 __all__ = ["render_rgb", "room_image", "add_room", "camera_matrices", "FLOOR_RGBA", "WALL_RGBA", "CAMERA_EYE", "CAMERA_TARGET", "FOV_DEG"]
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["OUTCOMES", "binary_reward", "placement_reward", "ILLEGAL_REWARD"]
+__all__ = ["OUTCOMES", "ILLEGAL_OUTCOMES", "LEGAL_OUTCOMES", "binary_reward", "placement_reward", "ILLEGAL_REWARD"]
 
 OUTCOMES = (
     "stable",
@@ -36,6 +36,13 @@ OUTCOMES = (
     "correct",
     "incorrect",
 )
+
+ILLEGAL_OUTCOMES = ("unparseable", "out_of_range", "below_floor")
+"""Outcomes of an answer that is not legal (it did not parse, or its numbers are out of range or
+below the floor: :class:`envs.answers.ParsedAnswer` ``outcome``); an episode with one of them
+counts against the legal-answer rate."""
+LEGAL_OUTCOMES = tuple(o for o in OUTCOMES if o not in ILLEGAL_OUTCOMES)
+"""The other outcomes: the answer was legal and was simulated (or, binary, judged)."""
 
 ILLEGAL_REWARD = {"unparseable": -5.0, "out_of_range": -5.0, "below_floor": -4.0}
 

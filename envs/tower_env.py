@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from . import scenes as scene_lib
-from .answers import parse_answer
+from .answers import completion_space, parse_answer
 from .physics import Verdict, World
 from .prompts import prompt_for
 from .rewards import ILLEGAL_REWARD, binary_reward, placement_reward
@@ -54,8 +54,12 @@ class TowerEnv(gym.Env):
 
     ## Action Space
 
-    ``Text``: any ``str`` is accepted and judged (model output can hold any
-    character); the answer is read from the last ``<answer>...</answer>`` block
+    ``Text`` of up to 2**17 printable characters, newlines included
+    (:func:`envs.answers.completion_space`): the action is the whole completion,
+    and a reasoning completion runs to thousands of tokens before its answer, so
+    the declared space holds 32k tokens' worth. Any ``str`` is accepted and judged
+    all the same (model output can hold any character, at any length); the answer
+    is read from the last ``<answer>...</answer>`` block
     (:func:`envs.answers.parse_answer`). Bad answers are outcomes, never errors.
 
     ## Observation Space
@@ -138,7 +142,7 @@ class TowerEnv(gym.Env):
                 "prompt": spaces.Text(max_length=max(4096, len(self.prompt)), charset=charset),
             }
         )
-        self.action_space = spaces.Text(max_length=64, charset=string.printable)
+        self.action_space = completion_space()
         self._world = World()
         self._scene: Scene | None = None
         self._obs: dict[str, Any] | None = None

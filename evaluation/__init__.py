@@ -5,6 +5,7 @@ from .best_constant import ConstantBaseline, best_constant_answer, constant_cand
 from .evaluate import EpisodeRecord, EvaluationResult, bootstrap_ci, evaluate
 from .judgements import JudgementComparison, compare_judgements
 from .landscape import Landscape, landscape_figure, plot_landscapes, reward_landscape
+from .loo import LeaveOneOutResult, leave_one_out_accuracy, leave_one_out_choices
 from .matrix import EnvBaselines, MatrixResult, evaluate_matrix
 from .matrix_plot import plot_matrix
 from .probes import ProbeData, ProbeResult, extract_features, fit_probes, plot_probe_curves, probe_scenes
@@ -18,3 +19,4 @@ __all__ += ["evaluate_matrix", "MatrixResult", "EnvBaselines", "plot_matrix",
             "best_constant_answer", "constant_candidates", "ConstantBaseline",
             "reward_landscape", "plot_landscapes", "landscape_figure", "Landscape",
             "compare_judgements", "JudgementComparison"]
+__all__ += ["leave_one_out_accuracy", "leave_one_out_choices", "LeaveOneOutResult"]

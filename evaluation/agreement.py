@@ -148,12 +148,15 @@ def mean_kappa_bootstrap_ci(agent: Any, responses: Any, n_resamples: int = 9999,
                             confidence: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of :func:`mean_kappa_vs_participants`, resampling photos.
 
-    Each resample draws ``n`` photo indices with replacement (seeded numpy,
-    ``numpy.random.default_rng(seed)``), keeps the paired rows of ``agent`` and
-    ``responses`` and recomputes the mean kappa over participants (a vectorised
-    two-label kappa, equal to ``cohen_kappa_score``). Resamples whose mean is
-    undefined (every participant's kappa undefined) are dropped. The interval
-    is the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` percentiles.
+    ``scipy.stats.bootstrap(..., paired=True)`` draws each resample's ``n`` photo indices
+    with replacement (``rng=numpy.random.default_rng(seed)``) and keeps the paired rows of
+    ``agent`` and ``responses``; each resample's mean kappa over participants is a
+    vectorised two-label kappa (equal to ``cohen_kappa_score``). Resamples whose mean is
+    undefined (every participant's kappa undefined) are dropped, and the interval is the
+    ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` percentiles of the rest
+    (``numpy.nanpercentile`` of scipy's bootstrap distribution: scipy's own interval would
+    be nan as soon as one resample is undefined). One photo: the degenerate interval of its
+    kappa (every resample is that photo).
 
     Returns:
         ``(low, high)``; ``(nan, nan)`` when no resample is defined.
@@ -161,25 +164,38 @@ def mean_kappa_bootstrap_ci(agent: Any, responses: Any, n_resamples: int = 9999,
     Raises:
         ValueError: shapes or values as in :func:`kappa_vs_participants`, or
             ``n_resamples < 1``, or ``confidence`` outside (0, 1).
+        ImportError: scipy is missing (``pip install 'cubeworld[train]'``).
     """
     a, h = _as_verdicts(agent, "agent"), _as_verdicts(responses, "responses", 2)
     if h.shape[0] != a.shape[0]:
         raise ValueError(f"responses has {h.shape[0]} rows for {a.shape[0]} agent verdicts; one row per photo")
     if n_resamples < 1 or not 0 < confidence < 1:
         raise ValueError(f"need n_resamples >= 1 and 0 < confidence < 1, got {n_resamples}, {confidence}")
-    rng = np.random.default_rng(seed)
     n, m = h.shape
-    chunk = max(1, 2_000_000 // max(1, n * m))
-    stats = []
-    for start in range(0, n_resamples, chunk):
-        idx = rng.integers(0, n, size=(min(chunk, n_resamples - start), n))
-        stats.append(_nanmean_rows(_binary_kappa(a[idx], h[idx])))
-    s = np.concatenate(stats)
-    s = s[np.isfinite(s)]
-    if s.size == 0:
+    if n < 2:  # scipy needs two observations; one photo resamples to itself
+        s = _nanmean_rows(_binary_kappa(a[None], h[None])) if n else np.array([np.nan])
+        return (float(s[0]), float(s[0])) if np.isfinite(s[0]) else (float("nan"), float("nan"))
+    try:
+        from scipy.stats import bootstrap
+    except ImportError as exc:  # pragma: no cover - scipy ships with the train extra
+        raise ImportError("bootstrap intervals need scipy: pip install 'cubeworld[train]'") from exc
+
+    def mean_kappa(a_b: np.ndarray, h_b: np.ndarray, axis: int = -1) -> np.ndarray:
+        # scipy moves the photo axis last: a_b, h_b (m, batch, n); the agent's column is repeated m times
+        return _nanmean_rows(_binary_kappa(a_b[0], np.moveaxis(h_b, 0, -1)))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns of a nan interval; ours drops the undefined resamples
+        # scipy broadcasts the samples against each other except along the photo axis: agent as (n, 1)
+        res = bootstrap((a[:, None], h), mean_kappa, paired=True, vectorized=True, axis=0, n_resamples=n_resamples,
+                        batch=max(1, 2_000_000 // max(1, n * m)), method="percentile",
+                        confidence_level=confidence, rng=np.random.default_rng(seed))
+    s = np.asarray(res.bootstrap_distribution, dtype=np.float64)
+    if not np.isfinite(s).any():
         return (float("nan"), float("nan"))
     tail = (1 - confidence) / 2 * 100
-    return (float(np.percentile(s, tail)), float(np.percentile(s, 100 - tail)))
+    low, high = np.nanpercentile(s, [tail, 100 - tail])
+    return (float(low), float(high))
 
 
 def mean_pairwise_kappa(responses: Any) -> float:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import save_figure_atomic
+from agents.atomic import save_figure_atomic
 
 __all__ = ["AttentionMaps", "attention_maps", "eager_attention", "upsample_map", "plot_attention_grid",
            "default_layers"]
@@ -124,13 +124,12 @@ def attention_maps(model: Any, processor: Any, observation: Mapping[str, Any]) -
     """
     import torch
 
-    from agents.backends.hf import _processor_inputs, to_pil
-
-    from .probes import _chat_prompt
+    from agents.backends.hf import processor_inputs, to_pil
+    from agents.chat import chat_prompt
 
     image = np.asarray(to_pil(observation["image"]))
     device = next(model.parameters()).device
-    inputs = _processor_inputs(processor, [_chat_prompt(processor, observation["prompt"])], [image], device)
+    inputs = processor_inputs(processor, [chat_prompt(processor, observation["prompt"])], [image], device)
     t, h, w = (int(v) for v in inputs["image_grid_thw"][0])
     merge = _merge_size(model, processor)
     if t != 1:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,9 +13,12 @@ import gymnasium as gym
 import numpy as np
 
 import envs  # noqa: F401  (registers the ids)
-from agents.base import Agent
+from agents.atomic import write_json_atomic
+from agents.backends.base import EVAL_BATCH_SIZE
+from agents.base import Agent, decoding_of
+from envs.rewards import ILLEGAL_OUTCOMES
 
-__all__ = ["evaluate", "EvaluationResult", "EpisodeRecord", "bootstrap_ci"]
+__all__ = ["evaluate", "EvaluationResult", "EpisodeRecord", "bootstrap_ci", "describe_decoding", "json_default"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,11 @@ class EvaluationResult:
         accuracy: fraction ``correct`` (binary tasks; None otherwise).
         outcome_counts: episodes per outcome name.
         episodes: the per-episode records.
+        agent: the agent's name or spec.
+        decoding: how the agent produced its answers (:func:`agents.base.decoding_of`:
+            e.g. ``{"greedy": False, "temperature": 1.0, "top_p": 1.0, "min_p": 0.1,
+            "max_new_tokens": 64, "n": 1, "seed": 0}``), plus ``"batch_size"``; None for
+            agents without a model.
     """
 
     env_id: str
@@ -59,6 +66,7 @@ class EvaluationResult:
     outcome_counts: dict[str, int]
     episodes: list[EpisodeRecord] = field(default_factory=list)
     agent: str = ""
+    decoding: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,13 +79,8 @@ class EvaluationResult:
         return cls(**data)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write JSON atomically (a temporary file in the same folder, then a rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.to_dict(), f, indent=1, default=_json_default)
-        os.replace(tmp, path)
+        """Write JSON to ``path`` atomically (:func:`agents.atomic.write_json_atomic`)."""
+        write_json_atomic(path, self.to_dict(), indent=1, default=json_default)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> EvaluationResult:
@@ -90,6 +93,7 @@ class EvaluationResult:
             ("agent", self.agent or "-"),
             ("episodes", f"{self.n_episodes} (seeds {self.seed}..{self.seed + self.n_episodes - 1})"),
             ("mean reward", f"{self.mean_reward:.3f}  95% CI [{self.ci95[0]:.3f}, {self.ci95[1]:.3f}]"),
+            ("decoding", describe_decoding(self.decoding)),
             ("legal answers", f"{self.legal_rate:.3f}"),
             ("mean reward, legal", "-" if self.legal_mean_reward is None else f"{self.legal_mean_reward:.3f}"),
         ]
@@ -100,7 +104,27 @@ class EvaluationResult:
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def _json_default(value: Any) -> Any:
+def describe_decoding(decoding: dict[str, Any] | None) -> str:
+    """One readable line for a ``"decoding"`` record (``-`` for agents without a model)."""
+    if not decoding:
+        return "-"
+    if decoding.get("method"):
+        return str(decoding["method"])
+    head = ("greedy" if decoding.get("greedy") else
+            f"temperature {decoding.get('temperature'):g}, top_p {decoding.get('top_p'):g}, "
+            f"min_p {decoding.get('min_p', 0.0):g}")
+    tail = f", <= {decoding['max_new_tokens']} new tokens" if "max_new_tokens" in decoding else ""
+    tail += f", seed {decoding['seed']}" if decoding.get("seed") is not None else ""
+    tail += f", batch {decoding['batch_size']}" if decoding.get("batch_size") else ""
+    return head + tail
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps(..., default=json_default)``: numpy scalars as Python numbers, tuples as lists.
+
+    Raises:
+        TypeError: ``value`` is of any other type (as ``json`` expects of a ``default``).
+    """
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, tuple):
@@ -135,13 +159,15 @@ def evaluate(
     env_id: str,
     n_episodes: int = 100,
     seed: int = 0,
-    batch_size: int = 16,
+    batch_size: int = EVAL_BATCH_SIZE,
     env_kwargs: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> EvaluationResult:
     """Run ``agent`` on episodes of ``env_id`` with seeds ``seed .. seed + n_episodes - 1``.
 
-    Observations reach ``agent.act`` in batches of ``batch_size``, each with the
+    Observations reach ``agent.act`` in batches of ``batch_size`` (default
+    :data:`agents.backends.base.EVAL_BATCH_SIZE`; a seeded VLM agent re-seeds every
+    call, so the batch size is part of the decoding and is recorded with it), each with the
     key ``"info"`` added: the episode's ``reset`` info (see :mod:`agents.base`).
     The environment scores every answer, so rewards are exactly the training rewards.
 
@@ -192,14 +218,17 @@ def evaluate(
         for env in pool:
             env.close()
     binary = getattr(pool[0].unwrapped, "answer_format", None) == "binary"
-    return summarise(records, env_id, seed, binary=binary, agent_name=type(agent).__name__)
+    result = summarise(records, env_id, seed, binary=binary, agent_name=type(agent).__name__)
+    decoding = decoding_of(agent)
+    result.decoding = None if decoding is None else {**decoding, "batch_size": batch_size}
+    return result
 
 
 def summarise(records: list[EpisodeRecord], env_id: str, seed: int, binary: bool,
               agent_name: str = "") -> EvaluationResult:
     """Build an :class:`EvaluationResult` from episode records (``binary``: report accuracy)."""
     rewards = np.array([r.reward for r in records])
-    legal = [r for r in records if r.outcome not in ("unparseable", "out_of_range", "below_floor")]
+    legal = [r for r in records if r.outcome not in ILLEGAL_OUTCOMES]
     counts = Counter(r.outcome for r in records)
     return EvaluationResult(
         env_id=env_id,

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from agents.backends.base import EVAL_BATCH_SIZE
+
 from .evaluate import EvaluationResult, evaluate
 
 __all__ = ["JudgementComparison", "compare_judgements"]
@@ -103,7 +105,7 @@ class _RecordingJudge:
 
 
 def compare_judgements(agent: Any, env_id: str = "TopBlockStability-v0", n_episodes: int = 256, seed: int = 0,
-                       batch_size: int = 16, env_kwargs: Mapping[str, Any] | None = None,
+                       batch_size: int = EVAL_BATCH_SIZE, env_kwargs: Mapping[str, Any] | None = None,
                        end_token: str | None = "<|im_end|>") -> JudgementComparison:
     """Evaluate ``agent`` on ``env_id`` by sampled answers and by log-probability judgements.
 

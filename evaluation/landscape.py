@@ -29,9 +29,9 @@ import gymnasium as gym
 import numpy as np
 
 import envs  # noqa: F401  (registers the ids)
+from agents.atomic import save_figure_atomic
 from envs.answers import UP_RANGE, X_RANGE, parse_answer
-
-from .atomic import save_figure_atomic
+from envs.rewards import ILLEGAL_OUTCOMES
 
 __all__ = ["Landscape", "reward_landscape", "plot_landscapes", "landscape_figure", "answer_text",
            "LANDSCAPE_ENV_IDS"]
@@ -139,7 +139,7 @@ def reward_landscape(env_id: str, seed: int = 0, step: int = 10, xs: Sequence[in
 
 
 _OUTCOME_COLOURS = {"stable": "tab:green", "unstable": "tab:orange", "inside_tower": "tab:red",
-                    "out_of_range": "tab:grey", "unparseable": "tab:grey", "below_floor": "tab:grey"}
+                    **dict.fromkeys(ILLEGAL_OUTCOMES, "tab:grey")}
 
 
 def plot_landscapes(landscapes: Sequence[Landscape], path: str | os.PathLike, dpi: int = 120) -> Path:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import gc
 import io
-import json
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -36,11 +35,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from agents.atomic import write_json_atomic, write_text_atomic
+from agents.backends.base import EVAL_BATCH_SIZE
 from agents.base import Agent
+from envs.answers import extract_answer
 
-from .atomic import write_text_atomic
 from .best_constant import DEFAULT_X_STEP, DEFAULT_XY_STEP, ConstantBaseline, best_constant_answer
-from .evaluate import EvaluationResult, _json_default, evaluate
+from .evaluate import EvaluationResult, evaluate, json_default
 
 __all__ = ["evaluate_matrix", "MatrixResult", "EnvBaselines", "parse_named_spec", "MATRIX_CSV_COLUMNS"]
 
@@ -170,8 +171,7 @@ class MatrixResult:
         paths = {
             "csv": write_text_atomic(out / "matrix.csv", _csv(MATRIX_CSV_COLUMNS, self.rows())),
             "baselines": write_text_atomic(out / "baselines.csv", _csv(BASELINES_CSV_COLUMNS, self.baseline_rows())),
-            "json": write_text_atomic(out / "matrix.json",
-                                      json.dumps(self.to_dict(), indent=1, default=_json_default)),
+            "json": write_json_atomic(out / "matrix.json", self.to_dict(), indent=1, default=json_default),
         }
         if plot:
             from .matrix_plot import plot_matrix
@@ -197,9 +197,9 @@ class MatrixResult:
 
 
 def _inner(answer: str) -> str:
-    """``"<answer>50, 300</answer>"`` -> ``"50, 300"``."""
-    m = re.fullmatch(r"<answer>(.*)</answer>", answer)
-    return m.group(1) if m else answer
+    """``"<answer>50, 300</answer>"`` -> ``"50, 300"`` (:func:`envs.answers.extract_answer`; no block: unchanged)."""
+    content = extract_answer(answer)
+    return answer if content is None else content
 
 
 def _csv(columns: Sequence[str], rows: list[dict[str, Any]]) -> str:
@@ -213,7 +213,7 @@ def _csv(columns: Sequence[str], rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def env_baselines(env_id: str, n_episodes: int, seed: int, batch_size: int = 16,
+def env_baselines(env_id: str, n_episodes: int, seed: int, batch_size: int = EVAL_BATCH_SIZE,
                   x_step: int = DEFAULT_X_STEP, xy_step: tuple[int, int] = DEFAULT_XY_STEP,
                   env_kwargs: Mapping[str, Any] | None = None) -> EnvBaselines:
     """Random, optimum and best-constant reference points of ``env_id`` on seeds ``seed .. seed + n_episodes - 1``."""
@@ -231,10 +231,10 @@ def env_baselines(env_id: str, n_episodes: int, seed: int, batch_size: int = 16,
 _LOAD_ONCE = ("vlm", "vlm-logprob", "sb3")
 
 
-def _load(spec: str, seed: int) -> Agent:
+def _load(spec: str, seed: int, sampling: Any = None) -> Agent:
     from agents.factory import load_agent
 
-    return load_agent(spec, seed=seed)
+    return load_agent(spec, seed=seed, sampling=sampling)
 
 
 def evaluate_matrix(
@@ -242,10 +242,11 @@ def evaluate_matrix(
     env_ids: Sequence[str],
     n_episodes: int = 64,
     seed: int = 0,
-    batch_size: int = 16,
+    batch_size: int = EVAL_BATCH_SIZE,
     out_dir: str | os.PathLike | None = None,
     x_step: int = DEFAULT_X_STEP,
     xy_step: tuple[int, int] = DEFAULT_XY_STEP,
+    sampling: Any = None,
     env_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
@@ -261,7 +262,9 @@ def evaluate_matrix(
             A ready agent is used as given in every cell (internal state, such as an RNG, carries over).
         env_ids: registered environment ids, the columns.
         n_episodes: episodes per cell, seeds ``seed .. seed + n_episodes - 1`` in every cell.
-        batch_size: observations per ``act`` call.
+        batch_size: observations per ``act`` call (default :data:`agents.backends.base.EVAL_BATCH_SIZE`).
+        sampling: decoding of spec-loaded ``vlm:`` agents (default :data:`agents.backends.base.EVAL_DECODING`),
+            recorded in each cell's result.
         out_dir: when given, :meth:`MatrixResult.save` writes the CSVs, JSON and PNG there.
         x_step, xy_step: candidate spacing of the best-constant search (:func:`~evaluation.best_constant.constant_candidates`).
         env_kwargs: ``env_id -> gym.make kwargs`` (e.g. ``data_dir`` of ``RealTowerStability-v0``).
@@ -304,10 +307,10 @@ def evaluate_matrix(
         spec = agent if isinstance(agent, str) else None
         result.specs[name] = spec if spec is not None else repr(agent)
         if spec is not None and spec.partition(":")[0] in _LOAD_ONCE:
-            agent = _load(spec, seed)
+            agent = _load(spec, seed, sampling)
         for e in env_ids:
             if isinstance(agent, str):  # a cheap agent, afresh per cell (a RandomAgent's RNG restarts)
-                cell_agent = _load(agent, seed)
+                cell_agent = _load(agent, seed, sampling)
             else:
                 cell_agent = agent
             r = evaluate(cell_agent, e, n_episodes, seed, batch_size, env_kwargs=env_kwargs.get(e),

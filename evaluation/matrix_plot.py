@@ -15,27 +15,28 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
-from .atomic import save_figure_atomic
-
-if TYPE_CHECKING:
-    from .matrix import MatrixResult
+from agents.atomic import save_figure_atomic
+from envs.answers import extract_answer
 
 __all__ = ["plot_matrix"]
 
 
 def _short(answer: str, width: int = 14) -> str:
-    from .matrix import _inner
-
-    text = _inner(answer)
+    text = extract_answer(answer)
+    text = answer if text is None else text
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def plot_matrix(result: MatrixResult, path: str | os.PathLike, title: str | None = None, dpi: int = 120) -> Path:
+def plot_matrix(result: Any, path: str | os.PathLike, title: str | None = None, dpi: int = 120) -> Path:
     """Draw ``result`` as a heatmap PNG at ``path`` (written atomically, ``dpi`` dots per inch); returns the path.
+
+    ``result`` is an :class:`evaluation.matrix.MatrixResult`. It is not imported here:
+    :meth:`~evaluation.matrix.MatrixResult.save` calls this function, so the import
+    would make the two modules a cycle.
 
     Raises:
         ImportError: matplotlib is missing (``pip install 'cubeworld[train]'``).

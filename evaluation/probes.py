@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import save_figure_atomic, write_text_atomic
+from agents.atomic import save_figure_atomic, write_text_atomic
 
 __all__ = ["ProbeData", "ProbeResult", "probe_scenes", "extract_features", "fit_probes", "plot_probe_curves",
            "save_probe_results", "DEFAULT_PROBE_SEED"]
@@ -143,7 +143,8 @@ def extract_features(model: Any, processor: Any, observations: Sequence[Mapping[
     """
     import torch
 
-    from agents.backends.hf import _processor_inputs
+    from agents.backends.hf import processor_inputs
+    from agents.chat import chat_prompt
 
     if not observations:
         raise ValueError("observations is empty; pass at least one {'image', 'prompt'} observation")
@@ -162,8 +163,8 @@ def extract_features(model: Any, processor: Any, observations: Sequence[Mapping[
         with torch.no_grad():
             for start in range(0, len(observations), batch_size):
                 batch = observations[start:start + batch_size]
-                prompts = [_chat_prompt(processor, o["prompt"]) for o in batch]
-                inputs = _processor_inputs(processor, prompts, [o["image"] for o in batch], device)
+                prompts = [chat_prompt(processor, o["prompt"]) for o in batch]
+                inputs = processor_inputs(processor, prompts, [o["image"] for o in batch], device)
                 hidden = model(**inputs, use_cache=False, output_hidden_states=True).hidden_states
                 if pool == "image_mean":
                     mask = (inputs["input_ids"] == image_id).unsqueeze(-1).float()
@@ -177,11 +178,6 @@ def extract_features(model: Any, processor: Any, observations: Sequence[Mapping[
     finally:
         model.train(was_training)
     return np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
-
-
-def _chat_prompt(processor: Any, prompt: str) -> str:
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 @dataclasses.dataclass

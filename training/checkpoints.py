@@ -14,12 +14,13 @@ Layout of ``run_dir/checkpoints/``::
     step-000100/
     latest                              text file: the name of the newest checkpoint ("step-000100")
 
-Atomicity: a checkpoint is written into a temporary folder beside its final place
-(``.tmp-step-000100-*``), every file and the folder are fsynced, and one ``os.rename``
-makes it appear complete; the ``latest`` pointer is then replaced atomically
-(``os.replace``). A crash at any point leaves either the previous state or the new
-complete checkpoint; :func:`latest_checkpoint` ignores temporary folders and any
-``step-*`` folder that lacks a file, so it never returns a half checkpoint.
+Atomicity (:mod:`agents.atomic`): a checkpoint is written into a temporary folder beside
+its final place (``.tmp-step-000100-*``), every file and the folder are fsynced, and one
+``os.rename`` makes it appear complete (:func:`agents.atomic.atomic_directory`); the
+``latest`` pointer is then replaced atomically (:func:`agents.atomic.write_text_atomic`).
+A crash at any point leaves either the previous state or the new complete checkpoint;
+:func:`latest_checkpoint` ignores temporary folders and any ``step-*`` folder that lacks
+a file, so it never returns a half checkpoint.
 
 All ``.pt`` files hold only tensors and plain Python containers and are read back with
 ``torch.load(weights_only=True)``: loading a checkpoint never unpickles code.
@@ -32,10 +33,11 @@ import os
 import random
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from agents.atomic import atomic_directory, is_temporary, write_text_atomic
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "list_checkpoints",
            "capture_rng_state", "restore_rng_state", "CHECKPOINTS_DIR"]
@@ -134,41 +136,6 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 # -- saving -------------------------------------------------------------------------------------
 
 
-def _fsync_path(path: Path) -> None:
-    """fsync a file or a folder (folders: POSIX only; elsewhere a no-op)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            _fsync_path(Path(dirpath) / name)
-        _fsync_path(Path(dirpath))
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_path(path.parent)
-
-
 def _active_adapter(model: Any) -> str:
     name = getattr(model, "active_adapter", None)
     if callable(name):  # some PEFT versions expose it as a method on the tuner
@@ -225,10 +192,9 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model: Any, optimizer
         raise ValueError(f"keep_last must be >= 1 or None (keep all); got {keep_last!r}")
     adapter_name = adapter_name or _active_adapter(model)
     root = _checkpoints_root(run_dir)
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
-    try:
+    # Re-saving a step (e.g. after a resume) replaces it: the old folder is moved aside first.
+    with atomic_directory(final, overwrite=True) as tmp:
         _save_adapter(model, tmp, adapter_name)
         if optimizer is not None:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
@@ -243,19 +209,7 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model: Any, optimizer
         except (TypeError, ValueError):
             torch.save(extra_state, tmp / "extra_state.pt")
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
-        _fsync_tree(tmp)
-        old = None
-        if final.exists():  # re-saving a step (e.g. after a resume): move the old one aside first
-            old = root / f".old-{final.name}-{os.getpid()}-{time.time_ns()}"
-            os.rename(final, old)
-        os.rename(tmp, final)
-        _fsync_path(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _write_text_atomic(root / "latest", final.name + "\n")
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    write_text_atomic(root / "latest", final.name + "\n")
     _prune(root, keep=final, keep_last=keep_last)
     return final
 
@@ -271,10 +225,13 @@ def _numpy_scalar(obj: Any) -> Any:
 
 def _prune(root: Path, keep: Path, keep_last: int | None) -> None:
     """Delete checkpoints beyond the ``keep_last`` highest steps (never ``keep``) and the temporary
-    folders of crashed writes. Incomplete ``step-*`` folders (not ours: we never write one) stay."""
+    folders and files of crashed writes. Incomplete ``step-*`` folders (not ours: we never write one) stay."""
     for p in root.iterdir():
-        if p.is_dir() and p.name.startswith((".tmp-", ".old-")):
-            shutil.rmtree(p, ignore_errors=True)
+        if is_temporary(p):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
     if keep_last is None:
         return
     complete = list_checkpoints(root.parent)

@@ -1,7 +1,7 @@
 """``TrainConfig``: one training run, as a validated dataclass (YAML file + command-line overrides).
 
-    >>> cfg = TrainConfig.from_yaml("configs/quickstart.yaml", ["learning_rate=1e-4", "env_mix.SideBlockXY-v0=1"])
-    >>> cfg = TrainConfig.from_args(["--config", "configs/quickstart.yaml", "--set", "group_size=8", "--max-steps", "50"])
+    >>> cfg = TrainConfig.from_yaml("quickstart", ["learning_rate=1e-4", "env_mix.SideBlockXY-v0=1"])
+    >>> cfg = TrainConfig.from_args(["--config", "paper/grpo_top_block_x_only", "--set", "group_size=8", "--max-steps", "50"])
     >>> cfg.to_yaml("runs/x/config.yaml")
 
 Every invariant is checked when the object is built (``__post_init__``); a bad value raises
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import json
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -20,30 +21,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import configs
+
 __all__ = ["TrainConfig", "ConfigError", "OBJECTIVES"]
 
 OBJECTIVES = ("grpo", "gspo", "sft")
-_CHOICES = {
-    "objective": OBJECTIVES,
-    "mix_schedule": ("interleaved", "blocked"),
-    "lr_schedule": ("constant", "linear", "cosine"),
-    "loss_normalisation": ("tokens", "sequence"),
-    "backend": ("hf", "vllm"),
-    "dtype": ("auto", "bfloat16", "float16", "float32"),
-}
+_CHOICES = {"objective": OBJECTIVES, "mix_schedule": ("interleaved", "blocked"),
+            "lr_schedule": ("constant", "linear", "cosine"), "loss_normalisation": ("tokens", "sequence"),
+            "backend": ("hf", "vllm"), "dtype": ("auto", "bfloat16", "float16", "float32")}
 _DICT_FIELDS = ("env_mix", "env_kwargs")
 _MINIMA = {"group_size": 1, "prompts_per_step": 1, "grad_accum_steps": 1, "max_new_tokens": 1, "lora_r": 1,
-           "lora_alpha": 1, "log_every": 1, "eval_seed": 1, "warmup_steps": 0, "max_steps": 0,
-           "weight_decay": 0, "kl_coef": 0, "seed": 0, "eval_every": 0, "eval_episodes": 0,
+           "eval_max_new_tokens": 1, "lora_alpha": 1, "log_every": 1, "eval_seed": 1, "warmup_steps": 0,
+           "max_steps": 0, "weight_decay": 0, "kl_coef": 0, "seed": 0, "eval_every": 0, "eval_episodes": 0,
            "save_every": 0}
+_ONE_TOKEN = " (an answer needs at least one token)"
 _HINTS = {"lora_r": " (the LoRA adapter's rank; the paper uses 16)", "lora_alpha": " (LoRA scaling is alpha / r)",
-          "max_new_tokens": " (an answer needs at least one token)", "eval_every": " (0: evaluate only before and after training)", "save_every": " (0: save only at the end)",
+          "max_new_tokens": _ONE_TOKEN, "eval_max_new_tokens": _ONE_TOKEN,
+          "eval_every": " (0: evaluate only before and after training)", "save_every": " (0: save only at the end)",
           "prompts_per_step": " (scenes per optimizer step)", "max_steps": " (0 only evaluates the base)"}
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 class ConfigError(ValueError):
     """An invalid training configuration; the message names the value, the rule and the fix."""
+
+
+def _field(default: Any, help: str) -> Any:
+    """``field(default=..., metadata={"help": help})``; a list or dict default is copied per instance."""
+    if isinstance(default, (list, tuple, dict)):
+        factory = (lambda: dict(default)) if isinstance(default, dict) else (lambda: list(default))
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
 
 
 def _close(word: str, options: Iterable[str]) -> str:
@@ -58,116 +66,77 @@ def _close(word: str, options: Iterable[str]) -> str:
 class TrainConfig:
     """A training run of the VLM agent's LoRA adapter on environment rollouts.
 
-    A step makes one optimizer update from ``prompts_per_step * group_size`` completions,
-    split into ``grad_accum_steps`` micro-batches: GRPO/GSPO sample ``group_size``
-    completions for each of ``prompts_per_step`` scenes (one ``reset(seed)`` each); SFT
-    trains on the oracle answers of ``prompts_per_step * group_size`` scenes (the same
-    batch, so objectives compare at equal batch size).
-
-    Model:
-        model: ``"tiny-base"`` (the shipped pre-trained tiny base), ``"tiny"`` (random
-            weights), a local folder or a hub id such as ``"Qwen/Qwen3-VL-8B-Instruct"``.
-        load_in_4bit: quantise the base to 4-bit NF4 (QLoRA; needs bitsandbytes).
-        backend: generation backend of the rollouts: ``"hf"`` (transformers) or ``"vllm"``
-            (GPU; the adapter is hot-swapped after every update).
-        dtype: weights' dtype: ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"bfloat16"``, ``"float16"``, ``"float32"``.
-        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
-    Environments:
-        env_id: Gymnasium id to train on (any registered id; ``"envs:ID"`` also works).
-        env_mix: None, or ``{env_id: weight}`` for multi-task training; weights > 0, need not
-            sum to 1. When set it replaces ``env_id`` (see :attr:`env_weights`).
-        mix_schedule: how a mix is scheduled: ``"interleaved"`` (each step's scenes drawn
-            from the mix by weight) or ``"blocked"`` (contiguous blocks of steps per env in
-            weight proportion, in ``env_mix`` order, as in the paper's A.9.4).
-        env_kwargs: keyword arguments for ``gym.make`` (e.g. ``{"image_size": 112}``).
-    Objective:
-        objective: ``"grpo"`` (token-level clipped surrogate, group-normalised advantages),
-            ``"gspo"`` (sequence-level, length-normalised importance ratio) or ``"sft"``
-            (cross-entropy on the oracle answer, completion tokens only).
-        group_size: completions per scene, >= 2 for grpo/gspo (advantages are relative to
-            the group). For ``sft``, >= 1: a batch multiplier (one oracle answer per scene,
-            ``prompts_per_step * group_size`` scenes), so ``--set objective=sft`` keeps the batch.
-        prompts_per_step: prompts per optimizer step; the step's batch is
-            ``prompts_per_step * group_size`` completions.
-        grad_accum_steps: micro-batches per step; must divide the batch.
-        clip_eps_low / clip_eps_high: the ratio is clipped to ``[1 - low, 1 + high]``;
-            each in (0, 1). GSPO uses much smaller values (e.g. 3e-4 / 4e-4).
-        loss_normalisation: ``"tokens"`` (sum over the group's completion tokens divided by
-            their total count, the paper's) or ``"sequence"`` (mean per completion, then mean).
-        kl_coef: weight of a k3 KL penalty to the base (adapter off); 0 (the paper's) skips the
-            reference forward. The quickstart's 0.05 kept GRPO off one-answer collapse (README).
-        skip_degenerate_groups: groups whose rewards are all equal have zero advantage;
-            True drops them from the batch (no forward/backward); they are always counted.
-    Sampling:
-        temperature: sampling temperature of rollouts, > 0 for grpo/gspo.
-        top_p: nucleus mass in (0, 1]; 1 disables it.
-        max_new_tokens: most tokens per completion, >= 1.
-    Optimisation (AdamW):
-        learning_rate: peak learning rate, > 0; 2e-3 suits the tiny quickstart, real Qwen LoRA ~1e-5 to 1e-4.
-        lr_schedule: ``"constant"``, ``"linear"`` (decay to 0 at ``max_steps``) or ``"cosine"``,
-            all after ``warmup_steps`` of linear warm-up.
-        warmup_steps: linear warm-up steps, in [0, max_steps].
-        max_steps: optimizer steps of the run, >= 0 (0 only evaluates the base).
-        max_grad_norm: gradient-norm clipping threshold, > 0 (a huge value such as 1e9
-            effectively disables clipping).
-        weight_decay: AdamW weight decay, >= 0.
-    Adapter (PEFT LoRA):
-        lora_r: rank, >= 1. lora_alpha: scale numerator (scaling = alpha / r), >= 1.
-        lora_dropout: dropout on the LoRA input, in [0, 1).
-        target_modules: non-empty list of linear module names that get LoRA (``q_proj``, ...);
-            the vision encoder's only with ``train_vision`` (the paper's vision ablation).
-    Reproducibility, evaluation, output:
-        seed: seed of everything (model init of the adapter, scene seeds, sampling), >= 0.
-        eval_every: evaluate every this many steps (0: only before and after training);
-            eval_episodes: held-out episodes per evaluation (0 disables evaluation).
-        eval_seed: held-out scenes use seeds ``eval_seed, eval_seed + 1, ...``; training
-            draws scene seeds from ``[0, eval_seed)``, so the two never overlap.
-        save_every: checkpoint every this many steps (0: only at the end); log_every: metrics, >= 1.
-        output_dir: the run's folder (TensorBoard logs, ``metrics.jsonl``, checkpoints).
+    A step makes one optimizer update from ``prompts_per_step * group_size`` completions, split
+    into ``grad_accum_steps`` micro-batches: GRPO/GSPO sample ``group_size`` completions for each
+    of ``prompts_per_step`` scenes (one ``reset(seed)`` each); SFT trains on the oracle answers of
+    ``prompts_per_step * group_size`` scenes (the same batch, so objectives compare at equal batch
+    size). Each field is documented where it is declared (``metadata["help"]``, as TRL's
+    ``GRPOConfig``); :meth:`add_arguments` makes it a flag with that help (``cubeworld train --help``).
 
     Raises:
         ConfigError: any field of the wrong type or out of range.
     """
 
-    model: str = "tiny-base"
-    env_id: str = "TopBlockXOnly-v0"
-    env_mix: dict[str, float] | None = None
-    mix_schedule: str = "interleaved"
-    objective: str = "grpo"
-    group_size: int = 16
-    prompts_per_step: int = 4
-    grad_accum_steps: int = 1
-    learning_rate: float = 2e-3
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
-    max_steps: int = 200
-    max_grad_norm: float = 1.0
-    weight_decay: float = 0.0
-    clip_eps_low: float = 0.2
-    clip_eps_high: float = 0.2
-    loss_normalisation: str = "tokens"
-    kl_coef: float = 0.05
-    skip_degenerate_groups: bool = True
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 16
-    lora_r: int = 16
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
-    train_vision: bool = False
-    load_in_4bit: bool = False
-    backend: str = "hf"
-    dtype: str = "auto"
-    device: str = "auto"
-    seed: int = 0
-    eval_every: int = 50
-    eval_episodes: int = 256
-    eval_seed: int = 1_000_000
-    save_every: int = 50
-    output_dir: str = "runs/quickstart"
-    log_every: int = 1
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    model: str = _field("tiny-base", "'tiny-base' (the shipped pre-trained tiny base), 'tiny' (random weights), "
+                        "a local folder or a hub id such as Qwen/Qwen3-VL-8B-Instruct")
+    # Environments
+    env_id: str = _field("TopBlockXOnly-v0", "Gymnasium id to train on (any registered id; 'envs:ID' also works)")
+    env_mix: dict[str, float] | None = _field(None, "None, or {env_id: weight > 0} for multi-task training "
+                                              "(weights need not sum to 1); replaces env_id when set")
+    mix_schedule: str = _field("interleaved", "'interleaved' (each step's scenes drawn by weight) or 'blocked' "
+                               "(contiguous blocks of steps per env, in env_mix order; the paper's A.9.4)")
+    # Objective
+    objective: str = _field("grpo", "'grpo' (token-level clipped, group-normalised advantages), 'gspo' "
+                            "(sequence-level ratio) or 'sft' (cross-entropy on the oracle answer)")
+    group_size: int = _field(16, "completions per scene, >= 2 for grpo/gspo; for sft a batch multiplier")
+    prompts_per_step: int = _field(4, "scenes per step; the batch is prompts_per_step * group_size completions")
+    grad_accum_steps: int = _field(1, "micro-batches per step; must divide the batch")
+    # Optimisation (AdamW)
+    learning_rate: float = _field(2e-3, "peak learning rate, > 0 (tiny quickstart 2e-3; Qwen LoRA ~1e-5 to 1e-4)")
+    lr_schedule: str = _field("cosine", "'constant', 'linear' or 'cosine' (to 0 at max_steps), after warm-up; "
+                              "cosine: the quickstart at constant 2e-3 fell back to the shortcut in 1 of 3 seeds")
+    warmup_steps: int = _field(0, "linear warm-up steps, in [0, max_steps]")
+    max_steps: int = _field(200, "optimizer steps of the run, >= 0 (0 only evaluates the base)")
+    max_grad_norm: float = _field(1.0, "gradient-norm clipping threshold, > 0 (1e9 effectively disables it)")
+    weight_decay: float = _field(0.0, "AdamW weight decay, >= 0")
+    clip_eps_low: float = _field(0.2, "ratio clipped to [1 - low, 1 + high], in (0, 1) (GSPO: e.g. 3e-4)")
+    clip_eps_high: float = _field(0.2, "upper clipping range of the ratio, in (0, 1) (GSPO: e.g. 4e-4)")
+    loss_normalisation: str = _field("tokens", "'tokens' (by the group's completion tokens, the paper's) or "
+                                     "'sequence' (mean per completion, then mean)")
+    kl_coef: float = _field(0.05, "weight of a k3 KL penalty to the base, >= 0; 0 (the paper's) skips the "
+                            "reference forward; 0.05 kept the quickstart off one-answer collapse")
+    skip_degenerate_groups: bool = _field(True, "skip forward/backward of groups with all-equal rewards")
+    # Rollout sampling
+    temperature: float = _field(1.0, "rollout sampling temperature, > 0 for grpo/gspo")
+    top_p: float = _field(1.0, "rollout nucleus mass, in (0, 1]; 1 disables it")
+    min_p: float = _field(0.0, "rollout min-p sampling, in [0, 1); 0 disables it")
+    max_new_tokens: int = _field(16, "most tokens per rollout completion, >= 1")
+    # Held-out evaluation decoding
+    eval_temperature: float = _field(1.0, "the paper's evaluation decoding: temperature 1.0, min_p 0.1; "
+                                     "eval_temperature 0 is greedy")
+    eval_top_p: float = _field(1.0, "evaluation nucleus mass, in (0, 1]; 1 disables it")
+    eval_min_p: float = _field(0.1, "evaluation min-p, in [0, 1); 0 disables it")
+    eval_max_new_tokens: int = _field(64, "most tokens per evaluation answer, >= 1")
+    # Adapter (PEFT LoRA)
+    lora_r: int = _field(16, "LoRA rank, >= 1 (the paper's 16)")
+    lora_alpha: int = _field(16, "LoRA scale numerator (scaling = lora_alpha / lora_r), >= 1")
+    lora_dropout: float = _field(0.0, "dropout on the LoRA input, in [0, 1)")
+    target_modules: list[str] = _field(DEFAULT_TARGET_MODULES, "linear module names that get LoRA (non-empty)")
+    train_vision: bool = _field(False, "LoRA on the vision encoder too (the paper's vision ablation)")
+    # Model loading
+    load_in_4bit: bool = _field(False, "quantise the base to 4-bit NF4 (QLoRA; needs bitsandbytes)")
+    backend: str = _field("hf", "rollout backend: 'hf' (transformers) or 'vllm' (GPU; adapter hot-swapped)")
+    dtype: str = _field("auto", "'auto' (bf16 on CUDA, fp32 on CPU), 'bfloat16', 'float16' or 'float32'")
+    device: str = _field("auto", "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    # Reproducibility, evaluation, output
+    seed: int = _field(0, "seed of everything (adapter init, scene seeds, sampling), >= 0")
+    eval_every: int = _field(50, "evaluate every this many steps (0: only before and after training)")
+    eval_episodes: int = _field(256, "held-out episodes per evaluation (0 disables evaluation)")
+    eval_seed: int = _field(1_000_000, "held-out seeds start here; training draws from [0, eval_seed)")
+    save_every: int = _field(50, "checkpoint every this many steps (0: only at the end)")
+    output_dir: str = _field("runs/quickstart", "the run's folder (TensorBoard logs, metrics.jsonl, checkpoints)")
+    log_every: int = _field(1, "log metrics every this many steps, >= 1")
+    env_kwargs: dict[str, Any] = _field({}, "keyword arguments for gym.make, e.g. {image_size: 112}")
 
     # -- validation ---------------------------------------------------------------------------
 
@@ -201,10 +170,14 @@ class TrainConfig:
                       f"got {getattr(self, name)}")
         if not 0 <= self.lora_dropout < 1:
             _fail(f"lora_dropout must be in [0, 1); got {self.lora_dropout}")
-        if not 0 < self.top_p <= 1:
-            _fail(f"top_p must be in (0, 1] (1 disables nucleus sampling); got {self.top_p}")
-        if self.temperature < 0:
-            _fail(f"temperature must be >= 0; got {self.temperature}")
+        for prefix in ("", "eval_"):
+            top_p, min_p, temperature = (getattr(self, prefix + n) for n in ("top_p", "min_p", "temperature"))
+            if not 0 < top_p <= 1:
+                _fail(f"{prefix}top_p must be in (0, 1] (1 disables nucleus sampling); got {top_p}")
+            if not 0 <= min_p < 1:
+                _fail(f"{prefix}min_p must be in [0, 1) (0 disables min-p sampling); got {min_p}")
+            if temperature < 0:
+                _fail(f"{prefix}temperature must be >= 0; got {temperature}")
         if self.objective != "sft" and self.temperature == 0:
             _fail(f"temperature must be > 0 for {self.objective}: greedy samples are identical, so every group "
                   "would be degenerate; use e.g. temperature=1.0")
@@ -295,7 +268,7 @@ class TrainConfig:
         """The rollouts' :class:`agents.backends.base.SamplingParams` (``n = completions_per_scene``)."""
         from agents.backends.base import SamplingParams
 
-        return SamplingParams(temperature=self.temperature, top_p=self.top_p,
+        return SamplingParams(temperature=self.temperature, top_p=self.top_p, min_p=self.min_p,
                               max_new_tokens=self.max_new_tokens, n=self.completions_per_scene, seed=seed)
 
     # -- I/O ------------------------------------------------------------------------------------
@@ -305,12 +278,14 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def to_yaml(self, path: str | Path) -> Path:
-        """Write every field to ``path`` (parents created); ``from_yaml`` reads it back equal."""
+        """Write every field to ``path`` atomically (parents created); ``from_yaml`` reads it back equal."""
         import yaml
+
+        from agents.atomic import write_text_atomic
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
         return path
 
     @classmethod
@@ -333,21 +308,25 @@ class TrainConfig:
         """Load a YAML file of field values (missing fields keep their defaults), then apply overrides.
 
         Args:
-            path: the YAML file, or None to start from the defaults.
+            path: the YAML file or a shipped config's name (``quickstart``, ``paper/grpo_top_block_x_only``;
+                :func:`configs.find`), or None to start from the defaults.
             overrides: ``KEY=VALUE`` strings applied in order; VALUE is parsed as YAML
                 (``learning_rate=1e-4``, ``target_modules=[q_proj,v_proj]``, ``env_mix=null``);
                 ``FIELD.KEY=VALUE`` sets one entry of a dict field (``env_mix.TopBlockXOnly-v0=0.5``,
                 ``env_kwargs.image_size=112``; VALUE ``null`` removes the entry).
 
         Raises:
-            ConfigError: unknown keys (with close matches), malformed overrides, invalid values.
-            FileNotFoundError: no file at ``path``.
+            ConfigError: ``path`` is neither a file nor a shipped config (with close names), unknown
+                keys (with close matches), malformed overrides, invalid values.
         """
         import yaml
 
         data: dict[str, Any] = {}
         if path is not None:
-            text = Path(path).read_text(encoding="utf-8")
+            try:
+                text = configs.find(path).read_text(encoding="utf-8")
+            except FileNotFoundError as exc:
+                raise ConfigError(str(exc)) from None
             try:
                 data = yaml.safe_load(text) or {}
             except yaml.YAMLError as exc:
@@ -366,28 +345,28 @@ class TrainConfig:
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        """Add ``--config FILE``, ``--set KEY=VALUE`` (repeatable) and one ``--field-name VALUE``
-        flag per field (VALUE parsed as YAML) to ``parser``."""
-        parser.add_argument("--config", metavar="FILE", help="YAML run configuration (default: built-in defaults)")
+        """Add ``--config FILE_OR_NAME`` (default: the shipped quickstart), ``--set KEY=VALUE``
+        (repeatable) and one ``--field-name VALUE`` flag per field (VALUE parsed as YAML; its help is the
+        field's ``metadata["help"]`` and default) to ``parser``, as ``cubeworld train`` does."""
+        parser.add_argument("--config", metavar="FILE_OR_NAME", default=configs.DEFAULT,
+                            help=f"YAML file or shipped config name, e.g. paper/grpo_top_block_x_only "
+                                 f"(default: {configs.DEFAULT}, which equals the built-in defaults)")
         parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                             help="override a field, e.g. --set learning_rate=1e-4 --set env_mix.SideBlockXY-v0=1")
-        group = parser.add_argument_group("config fields (each overrides --config and --set)")
+        group = parser.add_argument_group("config fields (YAML key: the flag's name with '_'; each flag "
+                                          "overrides --config and --set)")
         for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            default = json.dumps(f.default if f.default is not dataclasses.MISSING else f.default_factory())
             group.add_argument("--" + f.name.replace("_", "-"), dest="field_" + f.name, metavar="VALUE",
-                               default=None, help=f"(default: {default!r})")
+                               default=None, help=f"{f.metadata['help']} (default: {default})".replace("%", "%%"))
         return parser
 
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace) -> TrainConfig:
         """The config described by parsed :meth:`add_arguments` flags: file, then ``--set``s in
         order, then per-field flags."""
-        overrides = list(ns.overrides)
-        for f in dataclasses.fields(cls):
-            value = getattr(ns, "field_" + f.name, None)
-            if value is not None:
-                overrides.append(f"{f.name}={value}")
-        return cls.from_yaml(ns.config, overrides)
+        flags = {f.name: getattr(ns, "field_" + f.name, None) for f in dataclasses.fields(cls)}
+        return cls.from_yaml(ns.config, list(ns.overrides) + [f"{k}={v}" for k, v in flags.items() if v is not None])
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None) -> TrainConfig:
@@ -431,11 +410,9 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
         _fail(f"{name} must be a mapping; got {value!r}")
     if name == "env_kwargs" and value is None:
         return {}
-    if name == "target_modules" and isinstance(value, tuple):
-        return list(value)
-    if name == "target_modules" and not isinstance(value, list):
+    if name == "target_modules" and not isinstance(value, (list, tuple)):
         _fail(f"target_modules must be a list of module names, e.g. [q_proj, v_proj]; got {value!r}")
-    return value
+    return list(value) if name == "target_modules" else value
 
 
 def _check_env_id(what: str, env_id: Any, gym) -> None:

@@ -5,8 +5,8 @@ Reads what :class:`training.trainer.Trainer` writes into each run folder:
 reward of the step's on-policy samples, the training reward; ``eval_reward`` with
 ``eval_ci_low``/``eval_ci_high`` the greedy held-out reward and its 95% bootstrap
 interval) and ``result.json`` (the constant-answer and random baselines on the same
-held-out seeds). ``python -m training.curves --run GRPO=runs/grpo --run SFT=runs/sft
---out docs/training_curves.png`` draws them (matplotlib, Agg backend).
+held-out seeds). ``cubeworld curves --run GRPO=runs/grpo --run SFT=runs/sft --out
+docs/training_curves.png`` (alias: ``python -m training.curves``) draws them (matplotlib, Agg backend).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.atomic import save_figure_atomic
+from agents.atomic import save_figure_atomic
 
-__all__ = ["read_metrics", "plot_training_curves", "main"]
+__all__ = ["read_metrics", "plot_training_curves", "add_arguments", "run", "main"]
 
 
 def read_metrics(run_dir: str | os.PathLike) -> tuple[list[dict], dict]:
@@ -113,22 +113,36 @@ def plot_training_curves(runs: dict[str, str | os.PathLike], out: str | os.PathL
     return out
 
 
+def _run_spec(item: str) -> tuple[str, str]:
+    label, sep, path = item.partition("=")
+    if not sep or not label or not path:
+        raise argparse.ArgumentTypeError(f"--run must be LABEL=DIR (e.g. GRPO=runs/grpo), got {item!r}")
+    return label, path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``cubeworld curves`` (and ``python -m training.curves``)."""
+    parser.add_argument("--run", action="append", required=True, metavar="LABEL=DIR", type=_run_spec,
+                        help="a run folder with its label, e.g. GRPO=runs/grpo (repeatable)")
+    parser.add_argument("--out", default="docs/training_curves.png", help="PNG to write (default: %(default)s)")
+    parser.add_argument("--smooth", type=int, default=10, help="moving-average window, steps (default: 10)")
+    parser.add_argument("--title", default=None, help="figure title (default: none)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Draw the curves that parsed :func:`add_arguments` options describe.
+
+    Raises:
+        FileNotFoundError: a ``--run`` folder is not a training run (see :func:`read_metrics`).
+    """
+    print(f"wrote {plot_training_curves(dict(args.run), args.out, smooth=args.smooth, title=args.title)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.curves", description=__doc__.split("\n")[0])
-    parser.add_argument("--run", action="append", required=True, metavar="LABEL=DIR",
-                        help="a run folder with its label, e.g. GRPO=runs/grpo (repeatable)")
-    parser.add_argument("--out", default="docs/training_curves.png")
-    parser.add_argument("--smooth", type=int, default=10)
-    parser.add_argument("--title", default=None)
-    args = parser.parse_args(argv)
-    runs = {}
-    for item in args.run:
-        label, sep, path = item.partition("=")
-        if not sep or not label or not path:
-            parser.error(f"--run must be LABEL=DIR, got {item!r}")
-        runs[label] = path
-    print(f"wrote {plot_training_curves(runs, args.out, smooth=args.smooth, title=args.title)}")
-    return 0
+    return run(add_arguments(parser).parse_args(argv))
 
 
 if __name__ == "__main__":

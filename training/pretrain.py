@@ -31,21 +31,23 @@ camera, with perception questions, never the tasks' questions:
    no image signal, and training the vision on them erased what perception taught
    (measured in an earlier build: the offset probe's R^2 fell from 0.90 to 0.65).
 
-What the shipped seed-0 build learns (``--report --episodes 64``): legal answers
-0.86-1.0 on the four tasks at temperature 1, rewards at the random baselines (0.48,
-0.83, -1.32, -2.15); greedy on ``TopBlockXOnly-v0`` it answers like the constant
-shortcut. Shift accuracy 0.97 on held-out generic scenes, count 0.76; pixel boxes get
-the rows (y error 14 px against 19 px image-blind) but not the columns (absolute
-horizontal position is hard for this architecture: no absolute position embedding,
-and M-RoPE gives the image columns its lowest rotary frequencies). The top cube's
-offset on ``TopBlockXOnly-v0`` is linearly decodable (:func:`offset_probe`, held-out
-R^2 0.98 from the image tokens, 0.99 from the last prompt token; the previous,
-shift-free recipe: 0.82 and 0.70): competence without performance, which GRPO then
-turns into performance.
+What the shipped seed-0 build (recipe 3: the papers' prompts, 500 shift steps) learns
+(``--report --episodes 64``, the evaluation decoding of every command: temperature 1, min_p
+0.1): legal answers 0.92-1.0 on the four tasks, rewards at the random baselines (0.58, 0.51,
+-0.66, -2.03). Shift accuracy 0.96 on held-out generic scenes, count 0.75; pixel boxes get
+the rows (y error 12 px against 19 px image-blind) but not the columns (26 px against 25;
+absolute horizontal position is hard for this architecture: no absolute position
+embedding, and M-RoPE gives the image columns its lowest rotary frequencies). The top cube's
+offset on ``TopBlockXOnly-v0`` is linearly decodable (:func:`offset_probe`, held-out R^2
+0.986 from the image tokens, 0.987 from the last prompt token; the shift-free recipe 1:
+0.82 and 0.70): competence without performance, which GRPO then turns into performance.
+With the prompts the tokenizer changes, so the same recipe draws other weights: with 300
+shift steps (recipe 2's budget) this build reached shift accuracy 0.89 and R^2 0.979 /
+0.975, and the quickstart beat the shortcut in one of two seeds, hence 500.
 
-``python -m training.pretrain --out agents/data/tiny-base`` rebuilds the shipped
-seed-0 model (about 10 minutes on 2 CPU cores); ``--report`` adds the checks (format,
-perception, offset probe). The same seed and settings give the same weights on the
+``cubeworld pretrain --out agents/data/tiny-base`` (alias: ``python -m training.pretrain``) rebuilds
+the shipped seed-0 model (about 13 minutes on 2 CPU cores); ``--report`` adds the checks
+(format, perception, offset probe). The same seed and settings give the same weights on the
 same machine and thread count.
 """
 
@@ -56,14 +58,14 @@ import json
 import math
 import os
 import pathlib
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from agents.atomic import atomic_directory
+from agents.chat import chat_prompt
 from envs.answers import sample_legal_answer
 from envs.physics import World
 from envs.prompts import LERER
@@ -74,9 +76,8 @@ from envs.tower_env import TASKS, TowerEnv
 __all__ = ["build_tiny_base", "ensure_tiny_base", "generic_scene", "cube_bbox", "perception_example",
            "perception_report", "offset_probe", "PERCEPTION_STEPS", "FORMAT_STEPS", "BATCH_SIZE"]
 
-# Default budget: 950 CPU-seconds (630 s wall on 2 torch threads, 2 cores).
 PERCEPTION_STEPS = 500
-SHIFT_STEPS = 300
+SHIFT_STEPS = 500
 SHIFT_BATCH_SIZE = 32
 SHIFT_LR = 1e-3
 FORMAT_STEPS = 400
@@ -210,12 +211,6 @@ class _Data:
 
 # -- training --------------------------------------------------------------------------------
 
-def _chat(processor: Any, text: str) -> str:
-    """The same chat text as :meth:`agents.vlm.VLMAgent.chat_prompt`: image, then ``text``."""
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
 def _train_stage(model, processor, make_batch: Callable[[], list[Example]], steps: int, lr: float,
                  desc: str, progress: bool) -> dict[str, float]:
     """AdamW with warm-up and cosine decay over ``steps`` batches; returns final loss per kind (EMA)."""
@@ -238,7 +233,7 @@ def _train_stage(model, processor, make_batch: Callable[[], list[Example]], step
     bar = tqdm(range(steps), desc=desc, disable=not progress, dynamic_ncols=True)
     for _ in bar:
         batch = make_batch()
-        prompts = [_chat(processor, text) for text, _, _, _ in batch]
+        prompts = [chat_prompt(processor, text) for text, _, _, _ in batch]
         completions = [tok.encode(answer) + [eos] for _, _, answer, _ in batch]
         logps = batch_teacher_forced_logprobs(model, processor, prompts, [im for _, im, _, _ in batch], completions)
         loss = -torch.cat(logps).mean()
@@ -287,58 +282,51 @@ def build_tiny_base(out_dir: str | os.PathLike, seed: int = 0, perception_steps:
 
     start, cpu_start = time.time(), time.process_time()
     out = pathlib.Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     rng = np.random.default_rng(seed)
     data = _Data(rng)
     threads_before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            build_tiny(tmp, seed=seed)
-            processor = load_processor(str(tmp))
-            model = AutoModelForImageTextToText.from_pretrained(tmp, dtype=torch.float32, use_safetensors=True)
-            n_replay = round(replay * batch_size)
-            # Which way a stack's top overhangs is a sub-token detail (a cube is about one 28 px image
-            # token wide): it is learned only when it has whole batches to itself, so it comes first
-            # (at a quarter to half of mixed batches it stayed at chance for 750-1000 steps); the mixed stage replays it.
-            losses = {"shift": _train_stage(model, processor, lambda: [data.perception("shift") for _ in range(
-                shift_batch_size)], shift_steps, SHIFT_LR, "shift", progress)}
-            losses["perception"] = _train_stage(model, processor, lambda: [data.perception() for _ in range(batch_size)],
-                                                perception_steps, lr, "perception", progress)
-            # Random answers carry no image signal: their gradients only blur the vision, so it rests.
-            vision = [p for name, p in model.named_parameters() if name.startswith(VISION_PREFIX)]
-            for p in vision:
-                p.requires_grad_(not freeze_vision_in_format)
-            losses["format"] = _train_stage(model, processor, lambda: [data.perception() for _ in range(n_replay)]
-                                            + [data.format() for _ in range(batch_size - n_replay)],
-                                            format_steps, format_lr, "format", progress)
-            for p in vision:
-                p.requires_grad_(True)
-        model.save_pretrained(tmp, safe_serialization=True)
-        processor.save_pretrained(tmp)
-        settings = {"recipe_version": RECIPE_VERSION, "seed": seed, "perception_steps": perception_steps,
-                    "shift_steps": shift_steps, "shift_batch_size": shift_batch_size, "shift_lr": SHIFT_LR,
-                    "format_steps": format_steps, "batch_size": batch_size, "lr": lr, "format_lr": format_lr, "replay": replay,
-                    "freeze_vision_in_format": freeze_vision_in_format,
-                    "torch_threads": torch.get_num_threads()}
-        (tmp / "pretrain.json").write_text(json.dumps(
-            {"recipe": "training.pretrain.build_tiny_base", "settings": settings, "final_loss_ema": losses,
-             "build_seconds": round(time.time() - start, 1),
-             "cpu_seconds": round(time.process_time() - cpu_start, 1)}, indent=1) + "\n")
-        for f in [tmp, *tmp.iterdir()]:  # mkdtemp / safetensors leave owner-only modes
-            f.chmod(0o755 if f.is_dir() else 0o644)
-        if out.exists():
-            old = out.with_name(f".{out.name}-old-{os.getpid()}")
-            os.replace(out, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, out)
+        with atomic_directory(out) as tmp:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                build_tiny(tmp, seed=seed)
+                processor = load_processor(str(tmp))
+                model = AutoModelForImageTextToText.from_pretrained(tmp, dtype=torch.float32, use_safetensors=True)
+                n_replay = round(replay * batch_size)
+                # Which way a stack's top overhangs is a sub-token detail (a cube is about one 28 px image
+                # token wide): it is learned only when it has whole batches to itself, so it comes first
+                # (at a quarter to half of mixed batches it stayed at chance for 750-1000 steps); the mixed stage replays it.
+                losses = {"shift": _train_stage(model, processor, lambda: [data.perception("shift") for _ in range(
+                    shift_batch_size)], shift_steps, SHIFT_LR, "shift", progress)}
+                losses["perception"] = _train_stage(model, processor, lambda: [data.perception() for _ in range(batch_size)],
+                                                    perception_steps, lr, "perception", progress)
+                # Random answers carry no image signal: their gradients only blur the vision, so it rests.
+                vision = [p for name, p in model.named_parameters() if name.startswith(VISION_PREFIX)]
+                for p in vision:
+                    p.requires_grad_(not freeze_vision_in_format)
+                losses["format"] = _train_stage(model, processor, lambda: [data.perception() for _ in range(n_replay)]
+                                                + [data.format() for _ in range(batch_size - n_replay)],
+                                                format_steps, format_lr, "format", progress)
+                for p in vision:
+                    p.requires_grad_(True)
+            model.save_pretrained(tmp, safe_serialization=True)
+            processor.save_pretrained(tmp)
+            settings = {"recipe_version": RECIPE_VERSION, "seed": seed, "perception_steps": perception_steps,
+                        "shift_steps": shift_steps, "shift_batch_size": shift_batch_size, "shift_lr": SHIFT_LR,
+                        "format_steps": format_steps, "batch_size": batch_size, "lr": lr, "format_lr": format_lr, "replay": replay,
+                        "freeze_vision_in_format": freeze_vision_in_format,
+                        "torch_threads": torch.get_num_threads()}
+            (tmp / "pretrain.json").write_text(json.dumps(
+                {"recipe": "training.pretrain.build_tiny_base", "settings": settings, "final_loss_ema": losses,
+                 "build_seconds": round(time.time() - start, 1),
+                 "cpu_seconds": round(time.process_time() - cpu_start, 1)}, indent=1) + "\n")
+            for f in [tmp, *tmp.iterdir()]:  # mkdtemp / safetensors leave owner-only modes
+                f.chmod(0o755 if f.is_dir() else 0o644)
     finally:
         torch.set_num_threads(threads_before)
         data.close()
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -372,7 +360,7 @@ def perception_report(model, processor, n: int = 96, seed: int = 12345) -> dict[
     try:
         for kind in QUESTIONS:
             examples = [data.perception(kind) for _ in range(n)]
-            got = backend.generate([_chat(processor, q) for q, _, _, _ in examples],
+            got = backend.generate([chat_prompt(processor, q) for q, _, _, _ in examples],
                                    [im for _, im, _, _ in examples], params)
             texts = [g[0].text.strip() for g in got]
             if kind != "bbox":
@@ -416,7 +404,7 @@ def offset_probe(model, processor, n_scenes: int = 300, seed: int = 100_000,
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from agents.backends.hf import _processor_inputs
+    from agents.backends.hf import processor_inputs
 
     env = TowerEnv("top_block_x_only")
     obs, offsets = [], []
@@ -430,7 +418,7 @@ def offset_probe(model, processor, n_scenes: int = 300, seed: int = 100_000,
     with torch.no_grad():
         for i in range(0, n_scenes, 32):
             chunk = obs[i:i + 32]
-            inputs = _processor_inputs(processor, [_chat(processor, o["prompt"]) for o in chunk],
+            inputs = processor_inputs(processor, [chat_prompt(processor, o["prompt"]) for o in chunk],
                                        [o["image"] for o in chunk], next(model.parameters()).device)
             hidden = model(**inputs, use_cache=False, output_hidden_states=True).hidden_states[-1].float()
             mask = (inputs["input_ids"] == image_id).unsqueeze(-1).float()
@@ -461,21 +449,23 @@ def _report(path: pathlib.Path, n_episodes: int) -> dict[str, Any]:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.pretrain", description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The recipe's options (``cubeworld pretrain`` and ``python -m training.pretrain`` share them)."""
     parser.add_argument("--out", help="output folder (default: the tiny-base cache folder of --seed)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--perception-steps", type=int, default=PERCEPTION_STEPS)
-    parser.add_argument("--shift-steps", type=int, default=SHIFT_STEPS)
-    parser.add_argument("--format-steps", type=int, default=FORMAT_STEPS)
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    for flag, default in (("--seed", 0), ("--shift-steps", SHIFT_STEPS), ("--perception-steps", PERCEPTION_STEPS),
+                          ("--format-steps", FORMAT_STEPS), ("--batch-size", BATCH_SIZE)):
+        parser.add_argument(flag, type=int, default=default, help=f"(default: {default})")
     parser.add_argument("--lr", type=float, default=LR, help="peak learning rate of the perception stage")
     parser.add_argument("--format-lr", type=float, default=FORMAT_LR, help="peak learning rate of the format stage")
-    parser.add_argument("--replay", type=float, default=REPLAY)
+    parser.add_argument("--replay", type=float, default=REPLAY, help="share of each format batch kept perception")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--report", action="store_true", help="then check format, perception and the offset probe")
     parser.add_argument("--episodes", type=int, default=64, help="episodes per environment for --report")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the tiny base that parsed :func:`add_arguments` options describe; print where and the losses."""
     from agents.tiny_base import cache_path
 
     out = pathlib.Path(args.out) if args.out else cache_path(args.seed)
@@ -490,9 +480,13 @@ def main(argv: list[str] | None = None) -> int:
     for stage, losses in meta["final_loss_ema"].items():
         print(f"  {stage:<10} final loss " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(losses.items())))
     if args.report:
-        report = _report(path, args.episodes)
-        print(json.dumps(report, indent=1))
+        print(json.dumps(_report(path, args.episodes), indent=1))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.pretrain", description=__doc__.split("\n")[0])
+    return run(add_arguments(parser).parse_args(argv))
 
 
 if __name__ == "__main__":

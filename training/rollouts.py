@@ -16,11 +16,9 @@ import numpy as np
 
 import envs  # noqa: F401  (registers the ids)
 from agents.backends.base import Completion, SamplingParams
+from envs.rewards import ILLEGAL_OUTCOMES, LEGAL_OUTCOMES
 
 __all__ = ["RolloutBatch", "EnvPool", "collect_rollouts", "choose_envs", "LEGAL_OUTCOMES"]
-
-ILLEGAL = ("unparseable", "out_of_range", "below_floor")
-LEGAL_OUTCOMES = ("stable", "unstable", "inside_tower", "correct", "incorrect")
 
 
 @dataclass
@@ -48,7 +46,7 @@ class RolloutBatch:
     @property
     def legal(self) -> np.ndarray:
         """``(P, G)`` bool: the answer parsed and was in range."""
-        return np.array([[o not in ILLEGAL for o in row] for row in self.outcomes], dtype=bool)
+        return np.array([[o not in ILLEGAL_OUTCOMES for o in row] for row in self.outcomes], dtype=bool)
 
     @property
     def completion_lengths(self) -> np.ndarray:

@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.backends.base import SamplingParams
+from agents.atomic import atomic_directory, write_text_atomic
+from agents.backends.base import EVAL_BATCH_SIZE, SamplingParams
 from agents.baselines import RandomAgent
-from evaluation.atomic import write_text_atomic
 from evaluation.evaluate import EvaluationResult, evaluate
 
 from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -46,7 +46,11 @@ from .config import TrainConfig
 from .objectives import degenerate_groups, group_advantages, policy_loss, sft_loss_from_logprobs
 from .rollouts import EnvPool, choose_envs, collect_rollouts
 
-__all__ = ["Trainer", "TrainResult", "lora_target_regex"]
+__all__ = ["Trainer", "TrainResult", "NothingToResumeError", "lora_target_regex"]
+
+
+class NothingToResumeError(FileNotFoundError):
+    """``resume=True`` but the run folder holds no complete checkpoint; the message says where it looked."""
 
 _VISION_TARGETS = ("qkv", "attn.proj", "gate_proj", "up_proj", "down_proj")
 
@@ -159,7 +163,8 @@ class Trainer:
     def _rl_step(self, step: int, metrics: dict[str, Any]) -> None:
         cfg = self.config
         env_ids, seeds, rng = self._scenes(step, cfg.prompts_per_step)
-        params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+        params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, min_p=cfg.min_p,
+                                max_new_tokens=cfg.max_new_tokens,
                                 n=cfg.group_size, seed=int(rng.integers(2**31 - 1)))
         self.model.eval()
         t0 = time.perf_counter()
@@ -230,7 +235,8 @@ class Trainer:
         # The training reward of SFT: one on-policy sample on each of the step's first
         # prompts_per_step scenes, scored before the update (SFT itself never samples).
         self.model.eval()
-        params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+        params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, min_p=cfg.min_p,
+                                max_new_tokens=cfg.max_new_tokens,
                                 n=1, seed=int(rng.integers(2**31 - 1)))
         with torch.no_grad():
             samples = self._agent.sample(obs[:cfg.prompts_per_step], params=params)
@@ -246,16 +252,25 @@ class Trainer:
         metrics["completion_length"] = total / len(ids)
 
     # -- evaluation ----------------------------------------------------------------------
+    def eval_decoding(self) -> SamplingParams:
+        """The held-out evaluation's decoding: the ``eval_*`` fields (default the paper's and every
+        evaluation command's, :data:`agents.backends.base.EVAL_DECODING`), seeded with ``eval_seed``
+        as ``cubeworld eval --seed`` seeds its agent, so ``cubeworld eval --agent vlm:MODEL --env ENV
+        -n eval_episodes --seed eval_seed`` reproduces the "before" figure."""
+        cfg = self.config
+        return SamplingParams(temperature=cfg.eval_temperature, top_p=cfg.eval_top_p, min_p=cfg.eval_min_p,
+                              max_new_tokens=cfg.eval_max_new_tokens, seed=cfg.eval_seed)
+
     def evaluate_policy(self, n_episodes: int | None = None) -> EvaluationResult:
-        """Held-out mean reward of the current policy, greedy decoding, on seeds from ``eval_seed``."""
+        """Held-out mean reward of the current policy on seeds from ``eval_seed`` (:meth:`eval_decoding`)."""
         cfg = self.config
         agent = self._agent
         saved = agent.sampling
-        agent.sampling = SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens)
+        agent.sampling = self.eval_decoding()
         self.model.eval()
         try:
             return evaluate(agent, cfg.env_id, n_episodes=n_episodes or cfg.eval_episodes, seed=cfg.eval_seed,
-                            batch_size=32, env_kwargs=cfg.env_kwargs)
+                            batch_size=EVAL_BATCH_SIZE, env_kwargs=cfg.env_kwargs)
         finally:
             agent.sampling = saved
 
@@ -265,6 +280,8 @@ class Trainer:
 
         Raises:
             FileExistsError: ``output_dir`` holds a previous run and ``resume`` is False.
+            NothingToResumeError: ``resume`` is True but ``output_dir/checkpoints`` holds no complete
+                checkpoint (a FileNotFoundError; nothing is loaded or written).
         """
         from torch.utils.tensorboard import SummaryWriter
         from tqdm.auto import tqdm
@@ -274,6 +291,11 @@ class Trainer:
         if ckpt is not None and not resume:
             raise FileExistsError(f"{self.output_dir} already holds a run (checkpoint {ckpt.name}); "
                                   "pass resume=True (--resume) to continue it, or choose another output_dir")
+        if ckpt is None and resume:
+            where = self.output_dir / "checkpoints"
+            raise NothingToResumeError(
+                f"nothing to resume: {where} {'holds no complete checkpoint' if where.is_dir() else 'does not exist'}; "
+                "give the output_dir (--output-dir) of the run to continue, or drop resume (--resume) to start a new run")
         self._setup()
         start, before = 0, None
         if ckpt is not None:
@@ -331,7 +353,8 @@ class Trainer:
                               seed=cfg.eval_seed, env_kwargs=cfg.env_kwargs)
             _write_result(self.output_dir / "result.json", step, {
                 "before": before, "after": after, "constant_baseline": baseline, "random_baseline": random},
-                constant_answer=baseline_answer)
+                constant_answer=baseline_answer, decoding={**self.eval_decoding().to_dict(),
+                                                           "batch_size": EVAL_BATCH_SIZE})
         writer.close()
         self.pool.close()
         return TrainResult(self.output_dir, step, before, after, baseline, baseline_answer)
@@ -339,7 +362,8 @@ class Trainer:
     def _publish_adapter(self, step: int) -> None:
         # vLLM reads adapters from disk and caches them by id: save each version, bump the id.
         path = self.output_dir / "rollout_adapter" / f"v{step}"
-        self.model.save_pretrained(str(path))
+        with atomic_directory(path) as tmp:  # the engine never sees a half-written adapter
+            self.model.save_pretrained(str(tmp))
         self._agent.mark_adapter_updated(path=path)
 
     @staticmethod
@@ -353,11 +377,13 @@ class Trainer:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop log lines after ``step``: a resumed run rewrites what the killed run logged past its checkpoint."""
+    """Drop log lines after ``step``: a resumed run rewrites what the killed run logged past its checkpoint.
+
+    Rewritten atomically: a crash during the resume leaves the old log whole."""
     if not path.exists():
         return
     lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    path.write_text("".join(ln + "\n" for ln in lines))
+    write_text_atomic(path, "".join(ln + "\n" for ln in lines))
 
 
 def _constant_baseline(cfg: TrainConfig) -> tuple[str, EvaluationResult]:

@@ -25,7 +25,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["SamplingParams", "Completion", "AdapterRequest", "GenerationBackend", "ImageLike"]
+__all__ = ["SamplingParams", "EVAL_DECODING", "EVAL_BATCH_SIZE", "Completion", "AdapterRequest",
+           "GenerationBackend", "ImageLike"]
 
 # One image per prompt: a PIL.Image.Image or an (H, W, 3) uint8 numpy array.
 ImageLike = Any
@@ -39,6 +40,9 @@ class SamplingParams:
         temperature: softmax temperature, >= 0. ``0`` means greedy decoding
             (``n`` must then be 1: greedy samples would be identical).
         top_p: nucleus-sampling mass in (0, 1]; 1 disables it.
+        min_p: min-p sampling (Nguyen et al. 2024, "Turning up the heat"; transformers'
+            ``MinPLogitsWarper``, vLLM's ``min_p``): tokens whose probability is below
+            ``min_p`` times the most likely token's are dropped; in [0, 1), 0 disables it.
         max_new_tokens: most tokens generated per completion (the stop token counts), >= 1.
         n: completions per prompt (a GRPO group), >= 1.
         seed: seed of the sampling RNG for one ``generate`` call, or None for the
@@ -51,6 +55,7 @@ class SamplingParams:
 
     temperature: float = 1.0
     top_p: float = 1.0
+    min_p: float = 0.0
     max_new_tokens: int = 64
     n: int = 1
     seed: int | None = None
@@ -61,6 +66,8 @@ class SamplingParams:
             raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}")
         if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
             raise ValueError(f"top_p must be in (0, 1] (1 disables nucleus sampling), got {self.top_p!r}")
+        if not (isinstance(self.min_p, (int, float)) and 0 <= self.min_p < 1):
+            raise ValueError(f"min_p must be in [0, 1) (0 disables min-p sampling), got {self.min_p!r}")
         if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be an int >= 1, got {self.max_new_tokens!r}")
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
@@ -74,6 +81,33 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as recorded under ``"decoding"`` in result JSON files (greedy drops the
+        sampling knobs, which it ignores)."""
+        if self.greedy:
+            return {"greedy": True, "max_new_tokens": self.max_new_tokens, "n": self.n, "seed": self.seed}
+        return {"greedy": False, "temperature": float(self.temperature), "top_p": float(self.top_p),
+                "min_p": float(self.min_p), "max_new_tokens": self.max_new_tokens, "n": self.n,
+                "seed": self.seed}
+
+    def describe(self) -> str:
+        """One line for printed results, e.g. ``temperature 1.0, top_p 1.0, min_p 0.1, <= 64 new tokens, seed 0``."""
+        head = "greedy" if self.greedy else (f"temperature {self.temperature:g}, top_p {self.top_p:g}, "
+                                             f"min_p {self.min_p:g}")
+        seed = "" if self.seed is None else f", seed {self.seed}"
+        return f"{head}, <= {self.max_new_tokens} new tokens{seed}"
+
+
+# The one evaluation decoding of every evaluation command, `evaluate` on a VLMAgent built
+# without explicit settings, and the trainer's held-out evaluation (its eval_* fields
+# default to these): the paper's, temperature 1.0 with min_p 0.1 (Schulze Buschoff et
+# al. 2026; DESIGN.md section 5), at most 64 new tokens (a tagged answer takes under 20 tokens
+# for the tiny tokenizer; reasoning prompts need more: pass max_new_tokens).
+EVAL_DECODING = SamplingParams(temperature=1.0, top_p=1.0, min_p=0.1, max_new_tokens=64)
+# Observations per act() call in evaluations. Part of the decoding: a seeded VLM agent
+# re-seeds every call, so another batch size gives other samples.
+EVAL_BATCH_SIZE = 32
 
 
 @dataclass

@@ -36,7 +36,7 @@ from PIL import Image
 from .base import AdapterLike, AdapterRequest, Completion, ImageLike, SamplingParams, as_adapter_request
 
 __all__ = ["HFBackend", "teacher_forced_logprobs", "batch_teacher_forced_logprobs", "group_teacher_forced_logprobs",
-           "supports_prompt_sharing", "vision_token_ids", "to_pil"]
+           "supports_prompt_sharing", "vision_token_ids", "to_pil", "processor_inputs"]
 
 # Token strings of Qwen2-VL / Qwen2.5-VL / Qwen3-VL that only the processor may place.
 _VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
@@ -82,8 +82,23 @@ def vision_token_ids(model: Any, tokenizer: Any) -> list[int]:
     return sorted(ids)
 
 
-def _processor_inputs(processor: Any, prompts: Sequence[str], images: Sequence[ImageLike], device) -> dict:
-    """Left-padded model inputs for ``prompts`` (one image each), on ``device``."""
+def processor_inputs(processor: Any, prompts: Sequence[str], images: Sequence[ImageLike], device) -> dict:
+    """Left-padded model inputs for chat-templated ``prompts`` (one image each), on ``device``.
+
+    Args:
+        processor: the model's transformers processor.
+        prompts: ``B`` texts from :func:`agents.chat.chat_prompt` (one image placeholder each).
+        images: ``B`` images (``(H, W, 3)`` uint8 arrays or PIL images).
+        device: where the tensors go (``"cpu"``, ``"cuda"``, a ``torch.device``).
+
+    Returns:
+        The processor's outputs (``input_ids`` and ``attention_mask`` ``(B, L)`` int64, left-padded;
+        ``pixel_values``, ``image_grid_thw``, ...) plus ``mm_token_type_ids`` ``(B, L)`` int64
+        (1 at image tokens), tensors on ``device``.
+
+    Raises:
+        ValueError: ``len(prompts) != len(images)``.
+    """
     if len(prompts) != len(images):
         raise ValueError(f"got {len(prompts)} prompts but {len(images)} images; pass one image per prompt")
     inputs = processor(images=[to_pil(im) for im in images], text=list(prompts), return_tensors="pt",
@@ -132,7 +147,7 @@ def batch_teacher_forced_logprobs(
         raise ValueError(f"prompts, images and completions must have equal lengths, got "
                          f"{len(prompts)}, {len(images)}, {len(completions)}")
     device = next(model.parameters()).device
-    inputs = _processor_inputs(processor, prompts, images, device)
+    inputs = processor_inputs(processor, prompts, images, device)
     pad_id = processor.tokenizer.pad_token_id or 0
     max_len = max((len(c) for c in completions), default=0)
     if max_len == 0:
@@ -267,7 +282,7 @@ def group_teacher_forced_logprobs(
         return _regroup(rows, groups)
     # Scenes without completions are left out of both passes.
     scenes = [i for i, g in enumerate(groups) if g]
-    inputs = _processor_inputs(processor, [prompts[i] for i in scenes], [images[i] for i in scenes], device)
+    inputs = processor_inputs(processor, [prompts[i] for i in scenes], [images[i] for i in scenes], device)
     counts = torch.tensor([len(groups[i]) for i in scenes], device=device)
     row_scene = torch.arange(len(scenes), device=device).repeat_interleave(counts)
     pad_id = processor.tokenizer.pad_token_id or 0
@@ -444,12 +459,13 @@ class HFBackend:
         return results
 
     def _generate_batch(self, prompts, images, params: SamplingParams, device) -> list[list[Completion]]:
-        inputs = _processor_inputs(self.processor, prompts, images, device)
+        inputs = processor_inputs(self.processor, prompts, images, device)
         prompt_len = inputs["input_ids"].shape[1]
         # Every sampling knob is given explicitly: unset ones would be taken from the
         # checkpoint's generation_config (Qwen instruct models ship top_k=1, repetition_penalty=1.05).
         sampling = {} if params.greedy else {
-            "temperature": params.temperature, "top_p": params.top_p, "top_k": 0, "min_p": 0.0}
+            "temperature": params.temperature, "top_p": params.top_p, "top_k": 0,
+            "min_p": params.min_p}
         out = self.model.generate(
             **inputs,
             do_sample=not params.greedy,

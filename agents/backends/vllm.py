@@ -235,7 +235,7 @@ class VLLMBackend:
             temperature=float(params.temperature),
             top_p=float(params.top_p),
             top_k=0,
-            min_p=0.0,
+            min_p=float(params.min_p),
             repetition_penalty=1.0,
             presence_penalty=0.0,
             frequency_penalty=0.0,

@@ -141,8 +141,6 @@ def test_spec_errors_name_the_value_and_the_fix(tmp_path, adapter_dir):
         check_agent_spec(f"vlm:tiny+adapter={tmp_path / 'missing'}")
     with pytest.raises(ValueError, match="holds no adapter_config.json"):
         load_agent(f"vlm-logprob:tiny+adapter={tmp_path}")
-    with pytest.raises(ValueError, match="give one of them"):
-        load_agent(f"vlm:tiny+adapter={adapter_dir}", adapter=str(adapter_dir))
     with pytest.raises(ValueError, match="needs an argument: vlm-logprob:MODEL"):
         load_agent("vlm-logprob:")
     with pytest.raises(ValueError, match="did you mean vlm-logprob"):

@@ -13,7 +13,7 @@ import pytest
 import envs
 from agents.perceive import FALLBACK, PerceiveSimulateAgent
 from envs.answers import parse_answer
-from envs.prompts import LERER, PROMPTS, SIDE_BLOCK_XY_REASONING
+from envs.prompts import LERER, PROMPTS, prompt_for
 
 # Measured: at most 0.018 block edges on seeds 0..99 of both families at 256x256 (half a
 # pixel is ~0.018 edges); the bound leaves room for another pybullet build's rasteriser.
@@ -83,7 +83,7 @@ def test_other_image_size(agent):
 @pytest.mark.parametrize(
     ("prompt", "fmt"),
     [*[(text, envs.TASKS[task][1]) for task, text in PROMPTS.items()],
-     (SIDE_BLOCK_XY_REASONING, "xy"), (LERER, "binary"), ("", "binary"), ("anything?", "binary")],
+     (prompt_for("side_block_xy", True), "xy"), (LERER, "binary"), ("", "binary"), ("anything?", "binary")],
 )
 def test_format_follows_prompt(agent, prompt, fmt):
     env = gym.make("SideBlockXOnly-v0")

@@ -290,6 +290,27 @@ def test_bad_tiny_name(name):
         VLMAgent.from_pretrained(name, device="cpu")
 
 
+def test_missing_models_name_the_value_and_what_to_pass(tmp_path, tiny_path):
+    from agents.vlm import ModelNotFoundError
+
+    fix = "pass a local folder with config.json and *.safetensors weights, 'tiny', 'tiny-base', or a hub id"
+    (tmp_path / "empty").mkdir()
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    cases = {str(tmp_path / "missing"): "no such folder", "./not/here/either": "no such folder",
+             str(tmp_path / "empty"): "the folder holds no config.json and no *.safetensors weights",
+             str(adapter): "holds no config.json (a PEFT adapter? give it as MODEL+adapter=DIR)",
+             str(tiny_path / "config.json"): "is a file, not a model folder"}
+    for name, what in cases.items():
+        with pytest.raises(ModelNotFoundError) as info:
+            VLMAgent.from_pretrained(name, device="cpu")
+        message = str(info.value)
+        assert repr(name) in message and what in message and fix in message and "\n" not in message
+        assert isinstance(info.value, FileNotFoundError)  # callers that catch OSError keep working
+
+
 def test_seed_argument_and_load_agent_spec(tiny_cache, tiny_path, env_observations):
     from agents import load_agent
 

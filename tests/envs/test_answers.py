@@ -103,3 +103,21 @@ def test_sampled_answers_are_legal_and_cover_the_range(fmt):
         assert min(xs) < -550 and max(xs) > 550
     if fmt == "binary":
         assert {v.value for v in values} == {"Yes", "No"}
+
+
+def test_the_action_space_holds_a_long_reasoning_completion():
+    """Any string is a legal action, and the declared space does not contradict it for real completions."""
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the ids)
+    from envs.answers import MAX_COMPLETION_CHARS, completion_space
+
+    step = "The top cube overhangs the one below by about a third of an edge,\nso move it back.\t"
+    reasoning = (step * (5000 // len(step) + 1))[:4980] + "<answer>-35</answer>"
+    assert len(reasoning) == 5000 and "\n" in reasoning
+    env = gym.make("TopBlockXOnly-v0")
+    assert env.action_space.contains(reasoning) and env.action_space.contains("")
+    assert completion_space().contains(reasoning) and MAX_COMPLETION_CHARS >= 2**17
+    env.reset(seed=0)
+    assert env.step(reasoning)[4]["parsed_action"] == -35
+    env.close()

@@ -4,7 +4,15 @@ import math
 
 import pytest
 
-from envs.rewards import OUTCOMES, binary_reward, placement_reward
+from envs.answers import parse_answer
+from envs.rewards import (
+    ILLEGAL_OUTCOMES,
+    ILLEGAL_REWARD,
+    LEGAL_OUTCOMES,
+    OUTCOMES,
+    binary_reward,
+    placement_reward,
+)
 
 E1 = math.exp(-1.0)
 E025 = math.exp(-0.25)
@@ -55,3 +63,13 @@ def test_unknown_outcomes_raise():
 def test_outcome_names_are_the_contract():
     assert set(OUTCOMES) == {"stable", "unstable", "unparseable", "out_of_range", "below_floor",
                              "inside_tower", "correct", "incorrect"}
+
+
+def test_illegal_outcomes_are_the_parsers_and_the_rest_are_legal():
+    assert ILLEGAL_OUTCOMES == ("unparseable", "out_of_range", "below_floor")
+    assert set(ILLEGAL_OUTCOMES) == set(ILLEGAL_REWARD)
+    assert set(ILLEGAL_OUTCOMES) | set(LEGAL_OUTCOMES) == set(OUTCOMES)
+    assert not set(ILLEGAL_OUTCOMES) & set(LEGAL_OUTCOMES)
+    # every outcome the parser gives an answer it rejects is illegal
+    for text, fmt in (("no tags", "x"), ("<answer>601</answer>", "x"), ("<answer>0, -5</answer>", "xy")):
+        assert parse_answer(text, fmt).outcome in ILLEGAL_OUTCOMES

@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs.answers import sample_legal_answer
-from envs.prompts import REASONING_SUFFIX, SIDE_BLOCK_XY_REASONING
+from envs.prompts import REASONING, prompt_for
 from envs.rewards import OUTCOMES
 from envs.scenes import Cube, Scene
 
@@ -196,8 +196,8 @@ def test_kwargs_prompt_reasoning_image_size_n_blocks():
     obs, info = env.reset(seed=0)
     assert obs["prompt"] == "Where? <answer></answer>" and obs["image"].shape == (64, 64, 3)
     assert info["n_blocks"] == 3
-    assert gym.make("TopBlockXOnly-v0", reasoning=True).reset(seed=0)[0]["prompt"].endswith(REASONING_SUFFIX)
-    assert gym.make("SideBlockXY-v0", reasoning=True).reset(seed=0)[0]["prompt"] == SIDE_BLOCK_XY_REASONING
+    assert REASONING in gym.make("TopBlockXOnly-v0", reasoning=True).reset(seed=0)[0]["prompt"]
+    assert gym.make("SideBlockXY-v0", reasoning=True).reset(seed=0)[0]["prompt"] == prompt_for("side_block_xy", True)
 
 
 @pytest.mark.parametrize("kwargs,match", [({"image_size": 8}, "image_size"), ({"n_blocks": (0, 9)}, "n_blocks"),

@@ -42,12 +42,12 @@ def test_maps_are_attention_over_the_image_token_grid(agent, observations):
 def test_eager_attention_is_temporary_and_changes_no_output(agent, observations):
     import torch
 
-    from agents.backends.hf import _processor_inputs
+    from agents.backends.hf import processor_inputs
 
     model = agent.model
     before = model.config._attn_implementation
     assert before != "eager"
-    inputs = _processor_inputs(agent.processor, *agent.prompts_and_images(observations[:1]), "cpu")
+    inputs = processor_inputs(agent.processor, *agent.prompts_and_images(observations[:1]), "cpu")
     with torch.no_grad():
         reference = model(**inputs).logits
         with eager_attention(model):

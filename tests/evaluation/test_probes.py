@@ -162,7 +162,7 @@ def adapter_dir(tmp_path_factory):
 def test_cli_probes_two_models_end_to_end(tmp_path, adapter_dir, capsys):
     out = tmp_path / "probes"
     code = main(["probe", "--model", "tiny", "--model", f"rl=tiny-base+adapter={adapter_dir}",
-                 "--model", "tiny-base", "--adapter", str(adapter_dir),
+                 "--model", f"tiny-base+adapter={adapter_dir}",
                  "-n", "40", "--folds", "5", "--out", str(out)])
     assert code == 0
     payload = json.loads((out / "probes.json").read_text())
@@ -171,7 +171,7 @@ def test_cli_probes_two_models_end_to_end(tmp_path, adapter_dir, capsys):
     for entry in payload["models"].values():
         assert len(entry["stability_accuracy_mean"]) == len(entry["offset_r2_mean"]) == 5
         assert np.asarray(entry["stability_accuracy_folds"]).shape == (5, 5)
-    # the same model and adapter given both ways give the same numbers
+    # the same model and adapter, labelled or not, give the same numbers
     rl, pair = payload["models"]["rl"], payload["models"][f"tiny-base+adapter={adapter_dir}"]
     assert rl["offset_r2_folds"] == pair["offset_r2_folds"]
     assert payload["models"]["rl"]["meta"]["adapter"] == str(adapter_dir)
@@ -185,6 +185,6 @@ def test_cli_reports_bad_models(tmp_path, capsys):
     assert "/no/such/adapter" in capsys.readouterr().err
     assert main(["probe", "--model", "tiny-base", "-n", "10", "--folds", "10", "--out", str(tmp_path)]) == 2
     assert "--folds 10 and -n 10" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["probe", "--adapter", "x", "--model", "tiny"])
-    assert "needs a --model before it" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # one adapter syntax: MODEL+adapter=DIR, no --adapter option
+        main(["probe", "--model", "tiny", "--adapter", "x"])
+    assert "unrecognized arguments: --adapter" in capsys.readouterr().err

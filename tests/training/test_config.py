@@ -7,6 +7,7 @@ import pathlib
 
 import pytest
 
+import configs
 from training.config import ConfigError, TrainConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -27,8 +28,45 @@ def test_defaults_are_the_cpu_quickstart():
 
 
 def test_quickstart_yaml_is_exactly_the_defaults():
-    """`cubeworld train` and `cubeworld train --config configs/quickstart.yaml` run the same thing."""
-    assert TrainConfig.from_yaml(REPO / "configs" / "quickstart.yaml") == TrainConfig()
+    """`cubeworld train` (its default --config is the shipped quickstart) runs the built-in defaults."""
+    assert configs.find(configs.DEFAULT) == REPO / "configs" / "quickstart.yaml"
+    assert TrainConfig.from_yaml(configs.DEFAULT) == TrainConfig()
+
+
+def test_shipped_configs_are_addressable_by_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # names work from any folder, not only the checkout's root
+    path = REPO / "configs" / "paper" / "grpo_top_block_x_only.yaml"
+    for name in ("paper/grpo_top_block_x_only", "paper/grpo_top_block_x_only.yaml",
+                 "configs/paper/grpo_top_block_x_only.yaml", str(path)):
+        assert configs.find(name).resolve() == path
+    assert TrainConfig.from_yaml("paper/grpo_top_block_x_only") == TrainConfig.from_yaml(path)
+    assert len(configs.names()) == len(CONFIGS) and "quickstart" in configs.names()
+    (tmp_path / "quickstart").write_text("max_steps: 3\n")  # a file beats a shipped name
+    assert TrainConfig.from_yaml("quickstart").max_steps == 3
+
+
+@pytest.mark.parametrize("name,message", [
+    ("paper/grpo_top_block_x_onyl", "did you mean paper/grpo_top_block_x_only"),
+    ("grpo_top_block_x_only", "did you mean paper/grpo_top_block_x_only"),
+    ("nope.yaml", "shipped: paper/ablation_rank4_grpo_top_block_x_only"),
+    ("../configs/quickstart", "names no shipped config"),
+    ("paper", "is a folder"),
+])
+def test_unknown_config_names_list_close_matches(name, message, monkeypatch):
+    monkeypatch.chdir(REPO / "configs")
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_yaml(name)
+    assert message in str(info.value) and repr(name) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_every_field_is_documented_and_becomes_a_flag():
+    import argparse
+
+    parser = TrainConfig.add_arguments(argparse.ArgumentParser())
+    flags = {a.dest: a for a in parser._actions}
+    for f in dataclasses.fields(TrainConfig):
+        assert f.metadata["help"].strip(), f"{f.name} has no metadata help"
+        assert f.metadata["help"] in flags["field_" + f.name].help
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(REPO)) for p in CONFIGS])
@@ -90,6 +128,12 @@ INVALID = [
     (dict(warmup_steps=300), "warmup_steps (300) must be <= max_steps (200)"),
     (dict(temperature=0), "temperature must be > 0 for grpo"),
     (dict(top_p=0), "top_p must be in (0, 1]"),
+    (dict(min_p=1.0), "min_p must be in [0, 1) (0 disables min-p sampling); got 1.0"),
+    (dict(min_p=-0.1), "min_p must be in [0, 1)"),
+    (dict(eval_min_p=1.0), "eval_min_p must be in [0, 1)"),
+    (dict(eval_top_p=0), "eval_top_p must be in (0, 1]"),
+    (dict(eval_temperature=-1), "eval_temperature must be >= 0; got -1.0"),
+    (dict(eval_max_new_tokens=0), "eval_max_new_tokens must be >= 1 (an answer needs at least one token); got 0"),
     (dict(lora_dropout=1.0), "lora_dropout must be in [0, 1)"),
     (dict(eval_seed=100), "eval_seed (100) is too small: training draws scene seeds from [0, eval_seed)"),
     (dict(eval_episodes=0), "eval_every=50 asks for evaluation but eval_episodes is 0"),
@@ -121,6 +165,8 @@ def test_valid_edge_cases():
     assert sft.scenes_per_step == 128 and TrainConfig().scenes_per_step == 4
     assert TrainConfig(objective="sft", group_size=1).group_size == 1
     assert TrainConfig(objective="sft", temperature=0).temperature == 0.0
+    assert TrainConfig(eval_temperature=0).eval_temperature == 0.0  # greedy held-out evaluation
+    assert (TrainConfig().min_p, TrainConfig().eval_min_p, TrainConfig().eval_max_new_tokens) == (0.0, 0.1, 64)
     assert TrainConfig(env_id="envs:SideBlockXY-v0").env_id == "envs:SideBlockXY-v0"
     assert TrainConfig(max_steps=0, eval_every=0, eval_episodes=0, save_every=0).max_steps == 0
     assert TrainConfig(target_modules=["model.layers.0.mlp.down_proj"]).target_modules[0].endswith("down_proj")
@@ -137,8 +183,9 @@ def test_valid_edge_cases():
 
 
 def test_sampling_params_follow_the_config():
-    params = TrainConfig(temperature=0.7, top_p=0.9, max_new_tokens=8, group_size=4).sampling_params(seed=3)
-    assert (params.temperature, params.top_p, params.max_new_tokens, params.n, params.seed) == (0.7, 0.9, 8, 4, 3)
+    params = TrainConfig(temperature=0.7, top_p=0.9, min_p=0.05, max_new_tokens=8, group_size=4).sampling_params(seed=3)
+    assert (params.temperature, params.top_p, params.min_p, params.max_new_tokens, params.n, params.seed) == \
+        (0.7, 0.9, 0.05, 8, 4, 3)
     assert TrainConfig(objective="sft").sampling_params().n == 1
 
 
@@ -198,7 +245,7 @@ def test_bad_files(tmp_path):
     empty = tmp_path / "e.yaml"
     empty.write_text("# nothing\n")
     assert TrainConfig.from_yaml(empty) == TrainConfig()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError, match="missing.yaml' is no such file and names no shipped config"):
         TrainConfig.from_yaml(tmp_path / "missing.yaml")
 
 

@@ -47,6 +47,13 @@ def test_curves_png_is_written(run_dir, tmp_path):
     assert (tmp_path / "cli.png").exists()
 
 
+def test_cubeworld_curves_draws_a_run(run_dir, tmp_path):
+    from cubeworld.cli import main as cubeworld
+
+    assert cubeworld(["curves", "--run", f"SFT={run_dir}", "--out", str(tmp_path / "c.png"), "--smooth", "2"]) == 0
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_bad_inputs_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
         read_metrics(tmp_path)

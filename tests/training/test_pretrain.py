@@ -120,7 +120,7 @@ def test_tiny_base_path_lookup():
 
     if (SHIPPED / "model.safetensors").is_file():
         assert tiny_base.tiny_base_path(0) == SHIPPED
-    with pytest.raises(FileNotFoundError, match="python -m training.pretrain --seed 7"):
+    with pytest.raises(FileNotFoundError, match="cubeworld pretrain --seed 7"):
         tiny_base.tiny_base_path(7)
     assert tiny_base.cache_path(7).parent == pathlib.Path(os.environ["CUBEWORLD_CACHE"])  # tests/conftest.py
     with pytest.raises(ValueError):

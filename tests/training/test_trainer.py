@@ -66,6 +66,17 @@ def test_refuses_to_overwrite_a_run(tmp_path):
         Trainer(config).train(progress=False)
 
 
+def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):
+    from training.trainer import NothingToResumeError
+
+    (tmp_path / "checkpoints").mkdir()
+    for out, what in ((tmp_path / "missing", "does not exist"), (tmp_path, "holds no complete checkpoint")):
+        config = TrainConfig(**SMALL, output_dir=str(out))
+        with pytest.raises(NothingToResumeError, match=f"nothing to resume: {re.escape(str(out / 'checkpoints'))} {what}"):
+            Trainer(config).train(resume=True, progress=False)
+        assert not (out / "metrics.jsonl").exists()
+
+
 def _train_cmd(out: Path, max_steps: int, resume: bool = False) -> list[str]:
     sets = {**SMALL, "max_steps": max_steps, "save_every": 1, "objective": "grpo"}
     cmd = [sys.executable, "-m", "cubeworld", "train", "--quiet", "--output-dir", str(out)]

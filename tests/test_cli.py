@@ -1,0 +1,112 @@
+"""The ``cubeworld`` command at the edges a new user touches: one error line (exit 2), never a traceback."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cubeworld.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _one_line_error(capsys, command: str) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"cubeworld {command}: error: "), err
+    return lines[0]
+
+
+def test_eval_with_a_missing_model_folder(capsys):
+    pytest.importorskip("torch")
+    assert main(["eval", "--agent", "vlm:/nonexistent", "--env", "TopBlockXOnly-v0", "-n", "2", "--quiet"]) == 2
+    line = _one_line_error(capsys, "eval")
+    assert "'/nonexistent'" in line and "no such folder" in line
+    assert "config.json" in line and "'tiny-base'" in line and "hub id available offline" in line
+
+
+def test_eval_with_a_hub_id_not_available_offline_in_a_fresh_process():
+    pytest.importorskip("transformers")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "cubeworld", "eval", "--agent", "vlm:no-such-org/no-such-model",
+                           "--env", "TopBlockXOnly-v0", "-n", "2", "--quiet"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "pybullet build time" not in proc.stdout + proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("cubeworld eval: error: cannot load model 'no-such-org/no-such-model'")
+    assert "hub id available offline" in line
+
+
+def test_eval_has_no_adapter_option(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--agent", "vlm:tiny", "--adapter", "x", "--env", "TopBlockXOnly-v0"])
+    assert info.value.code == 2 and "unrecognized arguments: --adapter" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config,fragment", [
+    ("nope.yaml", "config 'nope.yaml' is no such file and names no shipped config; shipped: "),
+    ("paper/grpo_top_block_x_onyl", "did you mean paper/grpo_top_block_x_only"),
+])
+def test_train_with_an_unknown_config(capsys, config, fragment):
+    assert main(["train", "--config", config]) == 2
+    line = _one_line_error(capsys, "train")
+    assert fragment in line and "pass a YAML file or a shipped config name" in line
+
+
+@pytest.mark.parametrize("make", [lambda d: d / "missing", lambda d: d, lambda d: (d / "checkpoints").mkdir() or d],
+                         ids=["missing", "empty", "no-checkpoint"])
+def test_train_resume_with_nothing_to_resume(tmp_path, capsys, make):
+    pytest.importorskip("torch")
+    out = make(tmp_path)
+    assert main(["train", "--resume", "--output-dir", str(out), "--quiet"]) == 2
+    line = _one_line_error(capsys, "train")
+    assert f"nothing to resume: {out / 'checkpoints'}" in line and "drop resume (--resume)" in line
+    assert not (out / "metrics.jsonl").exists()  # nothing was started
+
+
+def test_train_with_a_missing_model(tmp_path, capsys):
+    pytest.importorskip("torch")
+    assert main(["train", "--model", str(tmp_path / "no-model"), "--output-dir", str(tmp_path / "run"),
+                 "--quiet"]) == 2
+    assert f"model '{tmp_path / 'no-model'}': no such folder" in _one_line_error(capsys, "train")
+
+
+def test_train_help_lists_every_config_field_with_help_and_default(capsys):
+    from training.config import TrainConfig
+
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--help"])
+    assert info.value.code == 0
+    out = "".join(capsys.readouterr().out.split())  # argparse wraps lines, at hyphens too
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        flag = f"--{f.name.replace('_', '-')}VALUE"
+        assert flag in out and "".join(f"{f.metadata['help']}(default:{json.dumps(default)})".split()) in out, f.name
+    assert "paper/grpo_top_block_x_only" in out
+
+
+@pytest.mark.parametrize("command", ["pretrain", "curves"])
+def test_pretrain_and_curves_are_subcommands(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: cubeworld {command}" in out
+    assert ("--perception-steps" in out and "--report" in out) if command == "pretrain" else "--run LABEL=DIR" in out
+
+
+def test_curves_errors(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert main(["curves", "--run", f"x={tmp_path}", "--out", str(tmp_path / "c.png")]) == 2
+    assert "not found: pass the output_dir of a `cubeworld train` run" in _one_line_error(capsys, "curves")
+    with pytest.raises(SystemExit) as info:
+        main(["curves", "--run", "no-label"])
+    assert info.value.code == 2 and "--run must be LABEL=DIR" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 Reads what :class:`training.trainer.Trainer` writes into each run folder:
 ``metrics.jsonl`` (one JSON object per logged step: ``reward_mean`` is the mean
 reward of the step's on-policy samples, the training reward; ``eval_reward`` with
-``eval_ci_low``/``eval_ci_high`` the greedy held-out reward and its 95% bootstrap
+``eval_ci_low``/``eval_ci_high`` the held-out reward and its 95% bootstrap
 interval) and ``result.json`` (the constant-answer and random baselines on the same
 held-out seeds). ``cubeworld curves --run GRPO=runs/grpo --run SFT=runs/sft --out
 docs/training_curves.png`` (alias: ``python -m training.curves``) draws them (matplotlib, Agg backend).
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.atomic import save_figure_atomic
+from evaluation.evaluate import describe_decoding
 
 __all__ = ["read_metrics", "plot_training_curves", "add_arguments", "run", "main"]
 
@@ -70,8 +71,10 @@ def plot_training_curves(runs: dict[str, str | os.PathLike], out: str | os.PathL
         raise ValueError(f"need at least one run and smooth >= 1, got {len(runs)} runs, smooth={smooth}")
     fig, (ax_train, ax_eval) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     baselines: dict = {}
+    decodings: list[str] = []
     for i, (label, run) in enumerate(runs.items()):
         rows, result = read_metrics(run)
+        decodings.append(describe_decoding(result.get("decoding")) if result.get("decoding") else "")
         colour = f"C{i}"
         train = [(r["step"], r["reward_mean"]) for r in rows if "reward_mean" in r]
         if train:
@@ -99,9 +102,11 @@ def plot_training_curves(runs: dict[str, str | os.PathLike], out: str | os.PathL
         for ax in (ax_train, ax_eval):
             ax.axhline(res["mean_reward"], color=colour, ls=ls, lw=1.2, label=name)
             ax.axhspan(res["ci95"][0], res["ci95"][1], color=colour, alpha=0.08)
-    ax_train.set(title=f"training reward (on-policy samples, {smooth}-step average)", xlabel="step",
+    ax_train.set(title=f"training reward\n(on-policy samples, {smooth}-step average)", xlabel="step",
                  ylabel="mean episode reward")
-    ax_eval.set(title="held-out reward (greedy, 95% CI)", xlabel="step")
+    # The decoding is part of the number: name it when every run shares one (result.json "decoding").
+    shared = decodings[0].split(", <=")[0] if decodings and len(set(decodings)) == 1 and decodings[0] else ""
+    ax_eval.set(title=f"held-out reward, 95% CI\n({shared or 'decodings differ: see result.json'})", xlabel="step")
     for ax in (ax_train, ax_eval):
         ax.grid(alpha=0.3)
     ax_eval.legend(loc="lower right", fontsize=8)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import configs
+from agents.backends.base import EVAL_DECODING
 
 __all__ = ["TrainConfig", "ConfigError", "OBJECTIVES"]
 
@@ -112,11 +113,12 @@ class TrainConfig:
     min_p: float = _field(0.0, "rollout min-p sampling, in [0, 1); 0 disables it")
     max_new_tokens: int = _field(16, "most tokens per rollout completion, >= 1")
     # Held-out evaluation decoding
-    eval_temperature: float = _field(1.0, "the paper's evaluation decoding: temperature 1.0, min_p 0.1; "
-                                     "eval_temperature 0 is greedy")
-    eval_top_p: float = _field(1.0, "evaluation nucleus mass, in (0, 1]; 1 disables it")
-    eval_min_p: float = _field(0.1, "evaluation min-p, in [0, 1); 0 disables it")
-    eval_max_new_tokens: int = _field(64, "most tokens per evaluation answer, >= 1")
+    # (defaults: EVAL_DECODING, the one decoding of every evaluation command)
+    eval_temperature: float = _field(EVAL_DECODING.temperature, "the paper's evaluation decoding: temperature "
+                                     "1.0, min_p 0.1; eval_temperature 0 is greedy")
+    eval_top_p: float = _field(EVAL_DECODING.top_p, "evaluation nucleus mass, in (0, 1]; 1 disables it")
+    eval_min_p: float = _field(EVAL_DECODING.min_p, "evaluation min-p, in [0, 1); 0 disables it")
+    eval_max_new_tokens: int = _field(EVAL_DECODING.max_new_tokens, "most tokens per evaluation answer, >= 1")
     # Adapter (PEFT LoRA)
     lora_r: int = _field(16, "LoRA rank, >= 1 (the paper's 16)")
     lora_alpha: int = _field(16, "LoRA scale numerator (scaling = lora_alpha / lora_r), >= 1")
@@ -270,6 +272,14 @@ class TrainConfig:
 
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, min_p=self.min_p,
                               max_new_tokens=self.max_new_tokens, n=self.completions_per_scene, seed=seed)
+
+    def eval_sampling_params(self):
+        """The held-out evaluation's :class:`agents.backends.base.SamplingParams`: the ``eval_*`` fields,
+        seeded with ``eval_seed`` as ``cubeworld eval --seed`` seeds its agent."""
+        from agents.backends.base import SamplingParams
+
+        return SamplingParams(temperature=self.eval_temperature, top_p=self.eval_top_p, min_p=self.eval_min_p,
+                              max_new_tokens=self.eval_max_new_tokens, seed=self.eval_seed)
 
     # -- I/O ------------------------------------------------------------------------------------
 

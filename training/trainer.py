@@ -163,9 +163,7 @@ class Trainer:
     def _rl_step(self, step: int, metrics: dict[str, Any]) -> None:
         cfg = self.config
         env_ids, seeds, rng = self._scenes(step, cfg.prompts_per_step)
-        params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, min_p=cfg.min_p,
-                                max_new_tokens=cfg.max_new_tokens,
-                                n=cfg.group_size, seed=int(rng.integers(2**31 - 1)))
+        params = cfg.sampling_params(seed=int(rng.integers(2**31 - 1)))
         self.model.eval()
         t0 = time.perf_counter()
         with torch.no_grad():
@@ -235,9 +233,7 @@ class Trainer:
         # The training reward of SFT: one on-policy sample on each of the step's first
         # prompts_per_step scenes, scored before the update (SFT itself never samples).
         self.model.eval()
-        params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, min_p=cfg.min_p,
-                                max_new_tokens=cfg.max_new_tokens,
-                                n=1, seed=int(rng.integers(2**31 - 1)))
+        params = cfg.sampling_params(seed=int(rng.integers(2**31 - 1)))
         with torch.no_grad():
             samples = self._agent.sample(obs[:cfg.prompts_per_step], params=params)
         rewards = [self.pool.get(env_ids[i], i).unwrapped.judge(group[0].text)[0] for i, group in enumerate(samples)]
@@ -257,9 +253,7 @@ class Trainer:
         evaluation command's, :data:`agents.backends.base.EVAL_DECODING`), seeded with ``eval_seed``
         as ``cubeworld eval --seed`` seeds its agent, so ``cubeworld eval --agent vlm:MODEL --env ENV
         -n eval_episodes --seed eval_seed`` reproduces the "before" figure."""
-        cfg = self.config
-        return SamplingParams(temperature=cfg.eval_temperature, top_p=cfg.eval_top_p, min_p=cfg.eval_min_p,
-                              max_new_tokens=cfg.eval_max_new_tokens, seed=cfg.eval_seed)
+        return self.config.eval_sampling_params()
 
     def evaluate_policy(self, n_episodes: int | None = None) -> EvaluationResult:
         """Held-out mean reward of the current policy on seeds from ``eval_seed`` (:meth:`eval_decoding`)."""

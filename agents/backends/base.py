@@ -91,13 +91,6 @@ class SamplingParams:
                 "min_p": float(self.min_p), "max_new_tokens": self.max_new_tokens, "n": self.n,
                 "seed": self.seed}
 
-    def describe(self) -> str:
-        """One line for printed results, e.g. ``temperature 1.0, top_p 1.0, min_p 0.1, <= 64 new tokens, seed 0``."""
-        head = "greedy" if self.greedy else (f"temperature {self.temperature:g}, top_p {self.top_p:g}, "
-                                             f"min_p {self.min_p:g}")
-        seed = "" if self.seed is None else f", seed {self.seed}"
-        return f"{head}, <= {self.max_new_tokens} new tokens{seed}"
-
 
 # The one evaluation decoding of every evaluation command, `evaluate` on a VLMAgent built
 # without explicit settings, and the trainer's held-out evaluation (its eval_* fields

@@ -83,18 +83,10 @@ def vision_token_ids(model: Any, tokenizer: Any) -> list[int]:
 
 
 def processor_inputs(processor: Any, prompts: Sequence[str], images: Sequence[ImageLike], device) -> dict:
-    """Left-padded model inputs for chat-templated ``prompts`` (one image each), on ``device``.
-
-    Args:
-        processor: the model's transformers processor.
-        prompts: ``B`` texts from :func:`agents.chat.chat_prompt` (one image placeholder each).
-        images: ``B`` images (``(H, W, 3)`` uint8 arrays or PIL images).
-        device: where the tensors go (``"cpu"``, ``"cuda"``, a ``torch.device``).
-
-    Returns:
-        The processor's outputs (``input_ids`` and ``attention_mask`` ``(B, L)`` int64, left-padded;
-        ``pixel_values``, ``image_grid_thw``, ...) plus ``mm_token_type_ids`` ``(B, L)`` int64
-        (1 at image tokens), tensors on ``device``.
+    """Left-padded model inputs for ``B`` chat-templated ``prompts`` (:func:`agents.chat.chat_prompt`)
+    and their ``B`` images (``(H, W, 3)`` uint8 or PIL), on ``device``: the processor's outputs
+    (``input_ids``, ``attention_mask`` ``(B, L)`` int64; ``pixel_values``, ``image_grid_thw``) plus
+    ``mm_token_type_ids`` ``(B, L)`` int64 (1 at image tokens).
 
     Raises:
         ValueError: ``len(prompts) != len(images)``.

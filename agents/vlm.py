@@ -220,6 +220,7 @@ class VLMAgent:
         dtype: Any = None,
         batch_size: int = 16,
         seed: int | None = None,
+        backend_options: Mapping[str, Any] | None = None,
     ) -> VLMAgent:
         """Load a Qwen2-VL / Qwen2.5-VL / Qwen3-VL checkpoint as an agent.
 
@@ -236,6 +237,10 @@ class VLMAgent:
             batch_size: most prompts per ``generate`` call of the ``hf`` backend.
             seed: sampling seed; overrides ``sampling.seed`` when given. Every call is
                 seeded with it, so the agent is a deterministic function of each batch.
+            backend_options: keyword arguments of the ``vllm`` backend
+                (:class:`~agents.backends.vllm.VLLMBackend`: ``max_lora_rank``, ``enforce_eager``,
+                ``gpu_memory_utilization``...). With ``load_in_4bit`` on CUDA the engine quantises
+                the same base in flight (``quantization="bitsandbytes"``) unless these say otherwise.
 
         Raises:
             ImportError: ``load_in_4bit`` without bitsandbytes, or ``backend="vllm"``
@@ -271,7 +276,10 @@ class VLMAgent:
         elif backend == "vllm":
             # Contract for agents/backends/vllm.py: built from the checkpoint folder, the
             # processor (chat template, vision token ids) and the dtype.
-            backend_obj = vllm_backend_cls(model_path=path, processor=processor, dtype=torch_dtype)
+            options = dict(backend_options or {})
+            if load_in_4bit and device.startswith("cuda"):
+                options.setdefault("quantization", "bitsandbytes")
+            backend_obj = vllm_backend_cls(model_path=path, processor=processor, dtype=torch_dtype, **options)
         else:
             backend_obj = backend
         if seed is not None:

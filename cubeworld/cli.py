@@ -48,14 +48,18 @@ def _train(args: argparse.Namespace) -> int:
         from evaluation.evaluate import describe_decoding
 
         print(f"held-out decoding: {describe_decoding(shown.decoding)}")
-    for label, ev in (("before training", result.before), ("after training", result.after),
-                      (f"best constant {result.baseline_answer}", result.baseline)):
-        if ev is not None:
-            print(f"held-out mean reward, {label:<38} {ev.mean_reward:8.3f}  95% CI "
-                  f"[{ev.ci95[0]:.3f}, {ev.ci95[1]:.3f}]  legal {ev.legal_rate:.3f}  ({ev.n_episodes} episodes)")
-    if result.after is not None and result.baseline is not None:
-        beat = result.after.ci95[0] > result.baseline.ci95[1]
-        print(f"beats the image-blind shortcut (95% intervals apart): {'yes' if beat else 'no'}")
+    rows = result.per_env
+    for env_id, row in rows.items():
+        if len(rows) > 1:
+            print(f"{env_id}:")
+        for label, ev in (("before training", row.get("before")), ("after training", row.get("after")),
+                          (f"best constant {row.get('constant_answer')}", row.get("constant_baseline"))):
+            if ev is not None:
+                print(f"held-out mean reward, {label:<38} {ev.mean_reward:8.3f}  95% CI "
+                      f"[{ev.ci95[0]:.3f}, {ev.ci95[1]:.3f}]  legal {ev.legal_rate:.3f}  ({ev.n_episodes} episodes)")
+        if row.get("after") is not None and row.get("constant_baseline") is not None:
+            beat = row["after"].ci95[0] > row["constant_baseline"].ci95[1]
+            print(f"beats the image-blind shortcut (95% intervals apart): {'yes' if beat else 'no'}")
     return 0
 
 
@@ -76,7 +80,7 @@ def _train_sb3(args: argparse.Namespace) -> int:
 # subcommand's handler is set with ``set_defaults(func=...)`` and returns an exit code.
 SUBCOMMAND_MODULES: tuple[str, ...] = ("cubeworld.cli_probe", "cubeworld.cli_attention", "cubeworld.cli_real",
                                        "cubeworld.cli_matrix", "cubeworld.cli_landscape", "cubeworld.cli_pretrain",
-                                       "cubeworld.cli_curves")
+                                       "cubeworld.cli_curves", "cubeworld.cli_export")
 
 
 def build_parser() -> argparse.ArgumentParser:

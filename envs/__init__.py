@@ -2,8 +2,9 @@
 
 ``import envs`` registers every id below with Gymnasium; ``gym.make("envs:ID")``
 works without the import. Variants are registration kwargs of one class,
-:class:`envs.tower_env.TowerEnv`. This package imports neither torch nor
-transformers.
+:class:`envs.tower_env.TowerEnv`. :func:`reward_function` and :func:`export_dataset`
+(:mod:`envs.trl_interop`) connect them to TRL's trainers. This package imports neither
+torch nor transformers.
 """
 
 from gymnasium.envs.registration import register
@@ -11,8 +12,10 @@ from gymnasium.envs.registration import register
 from .answers import parse_answer
 from .scenes import Cube, Scene
 from .tower_env import TASKS, TowerEnv
+from .trl_interop import export_dataset, reward_function
 
-__all__ = ["ENV_IDS", "REAL_ENV_IDS", "TowerEnv", "TASKS", "Scene", "Cube", "parse_answer"]
+__all__ = ["ENV_IDS", "REAL_ENV_IDS", "TowerEnv", "TASKS", "Scene", "Cube", "parse_answer", "reward_function",
+           "export_dataset"]
 
 _ENTRY = "envs.tower_env:TowerEnv"
 

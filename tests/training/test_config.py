@@ -137,7 +137,18 @@ INVALID = [
     (dict(lora_dropout=1.0), "lora_dropout must be in [0, 1)"),
     (dict(eval_seed=100), "eval_seed (100) is too small: training draws scene seeds from [0, eval_seed)"),
     (dict(eval_episodes=0), "eval_every=50 asks for evaluation but eval_episodes is 0"),
-    (dict(backend="vllm", device="cpu"), "backend='vllm' needs a CUDA GPU"),
+    (dict(backend="vllm", device="mps"), "backend='vllm' runs on CUDA or CPU, not mps"),
+    (dict(num_iterations=0), "num_iterations must be >= 1 (updates per rollout batch; 1 is on-policy"),
+    (dict(objective="sft", num_iterations=2), "num_iterations=2 reuses a rollout batch, but sft has none"),
+    (dict(tis_cap=0), "tis_cap must be > 0 (the TIS weight is min(ratio, tis_cap)); got 0.0"),
+    (dict(tis_cap=-1), "tis_cap must be > 0"),
+    (dict(tis_correction="yes"), "tis_correction must be true, false or null"),
+    (dict(loss_normalisation="group"), "loss_normalisation must be one of ['tokens', 'sequence', 'group_tokens']"),
+    (dict(backend="vllm", lora_r=1024), "lora_r=1024 is above the largest LoRA rank vLLM serves (512)"),
+    (dict(vllm_gpu_memory_utilization=0), "vllm_gpu_memory_utilization must be in (0, 1]"),
+    (dict(vllm_max_model_len=-1), "vllm_max_model_len must be >= 0 (0: the model's own)"),
+    (dict(vllm_sleep_mode=True, backend="vllm", device="cpu"), "vllm_sleep_mode needs backend='vllm' on CUDA"),
+    (dict(vllm_enforce_eager="no"), "vllm_enforce_eager must be true or false"),
     (dict(backend="tgi"), "backend must be one of ['hf', 'vllm']"),
     (dict(device="gpu"), "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got 'gpu'"),
     (dict(dtype="bf16"), "dtype must be one of ['auto', 'bfloat16', 'float16', 'float32']"),
@@ -178,8 +189,19 @@ def test_valid_edge_cases():
     assert type(cfg.eval_seed) is int and type(cfg.lora_alpha) is int
     mix = TrainConfig(env_mix={"TopBlockXOnly-v0": 3, "SideBlockXOnly-v0": 1}, mix_schedule="blocked")
     assert mix.env_weights == {"TopBlockXOnly-v0": 0.75, "SideBlockXOnly-v0": 0.25}
-    assert TrainConfig(device="cuda:1", backend="vllm").agent_kwargs() == \
-        {"load_in_4bit": False, "backend": "vllm", "device": "cuda:1", "dtype": None}
+    assert TrainConfig(device="cuda:1").agent_kwargs() == \
+        {"load_in_4bit": False, "backend": "hf", "device": "cuda:1", "dtype": None}
+    assert TrainConfig(backend="vllm", device="cpu").tis_enabled and not TrainConfig().tis_enabled
+    assert not TrainConfig(backend="vllm", tis_correction=False).tis_enabled
+    assert TrainConfig(tis_correction=True).tis_enabled
+
+
+@pytest.mark.parametrize("lora_r,engine_rank", [(1, 1), (4, 8), (16, 16), (17, 32), (64, 64), (300, 320), (512, 512)])
+def test_the_engine_lora_rank_follows_lora_r(lora_r, engine_rank):
+    options = TrainConfig(backend="vllm", device="cuda:1", lora_r=lora_r, lora_alpha=lora_r, vllm_max_model_len=4096,
+                          vllm_enforce_eager=False).agent_kwargs()["backend_options"]
+    assert options == {"max_lora_rank": engine_rank, "enforce_eager": False, "gpu_memory_utilization": 0.3,
+                       "enable_sleep_mode": False, "max_model_len": 4096, "seed": 0}
 
 
 def test_sampling_params_follow_the_config():

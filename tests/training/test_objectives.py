@@ -1,5 +1,7 @@
 """Table-driven tests of training/objectives.py: hand-computed values, gradients, NaN safety,
-and (when TRL is installed) parity with TRL's GRPOTrainer._compute_loss called on a stub."""
+the paper's eq. 1 (``group_tokens``), truncated importance sampling, and parity with TRL's
+``GRPOTrainer._compute_loss`` (TRL pinned in setup.cfg's ``trl``/``dev`` extras: the loss is a
+private method, so the parity holds for that version) called on a stub."""
 
 from __future__ import annotations
 
@@ -16,8 +18,11 @@ from training.objectives import (
     policy_loss,
     sft_loss,
     sft_loss_from_logprobs,
+    tis_weights,
     token_logprobs,
 )
+
+TRL_VERSION = "1.16.0"  # the version setup.cfg pins; the parity tests reproduce its loss
 
 S3 = math.sqrt(1.35)  # GSPO ratio of row 0 below: exp(mean(ln 1.5, ln 0.9)) = sqrt(1.5 * 0.9) = 1.161895
 
@@ -230,6 +235,13 @@ def test_token_logprobs():
 
 
 # --------------------------------------------------------------------------- TRL parity
+def _require_pinned_trl():
+    import trl  # a declared test dependency (the dev extra): a missing TRL fails, it does not skip
+
+    assert trl.__version__ == TRL_VERSION, (f"the parity tests reproduce TRL {TRL_VERSION}'s loss; installed: "
+                                            f"{trl.__version__} (pip install -e '.[dev]')")
+
+
 def _random_batch(seed, B=16, T=9, spread=0.3):
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, T + 1, (B,), generator=g)
@@ -243,7 +255,7 @@ def _random_batch(seed, B=16, T=9, spread=0.3):
     return logp, old, ref, group_advantages(rewards).view(-1), mask
 
 
-def _trl_compute_loss(logp, old, ref, adv, mask, *, level, loss_type, eps_low, eps_high, beta):
+def _trl_compute_loss(logp, old, ref, adv, mask, *, level, loss_type, eps_low, eps_high, beta, is_ratio=None):
     """Call TRL's own GRPOTrainer._compute_loss on a stub trainer whose model 'forward' returns `logp`."""
     from trl.trainer.grpo_trainer import GRPOTrainer
 
@@ -268,8 +280,8 @@ def _trl_compute_loss(logp, old, ref, adv, mask, *, level, loss_type, eps_low, e
         loss_type=loss_type,
         epsilon_low=eps_low,
         epsilon_high=eps_high,
-        use_vllm=False,
-        vllm_importance_sampling_correction=False,
+        use_vllm=is_ratio is not None,
+        vllm_importance_sampling_correction=is_ratio is not None,
         model=SimpleNamespace(training=True),
         current_gradient_accumulation_steps=1,
         _entropy_bonus_enabled=False,
@@ -289,6 +301,8 @@ def _trl_compute_loss(logp, old, ref, adv, mask, *, level, loss_type, eps_low, e
         "ref_per_token_logps": ref,
         "num_items_in_batch": mask.sum(),
     }
+    if is_ratio is not None:
+        inputs["importance_sampling_ratio"] = is_ratio
     loss = GRPOTrainer._compute_loss(stub, None, inputs)
     return loss, metrics["train"]
 
@@ -308,7 +322,7 @@ PARITY = [
 @pytest.mark.parametrize("level, loss_type, normalise_by, eps_low, eps_high", PARITY)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_parity_with_trl(seed, level, loss_type, normalise_by, eps_low, eps_high, beta):
-    pytest.importorskip("trl")
+    _require_pinned_trl()
     logp, old, ref, adv, mask = _random_batch(seed)
     logp_trl = logp.clone().requires_grad_()
     loss_trl, m = _trl_compute_loss(logp_trl, old, ref, adv, mask, level=level, loss_type=loss_type,
@@ -331,7 +345,7 @@ def test_parity_with_trl(seed, level, loss_type, normalise_by, eps_low, eps_high
 @pytest.mark.parametrize("level, loss_type, normalise_by", [("token", "bnpo", "tokens"), ("sequence", "grpo", "sequence")])
 def test_parity_with_trl_empty_row(level, loss_type, normalise_by):
     """An all-padding completion: same loss and gradient as TRL (which counts it as a zero-loss row)."""
-    pytest.importorskip("trl")
+    _require_pinned_trl()
     logp, old, ref, adv, mask = _random_batch(3)
     mask[5] = 0.0
     logp_trl, logp_ours = logp.clone().requires_grad_(), logp.clone().requires_grad_()
@@ -347,7 +361,7 @@ def test_parity_with_trl_empty_row(level, loss_type, normalise_by):
 
 def test_advantage_std_matches_trl_nanstd():
     """Our std is TRL's: its group std is trl.trainer.utils.nanstd (Bessel-corrected), eps 1e-4."""
-    pytest.importorskip("trl")
+    _require_pinned_trl()
     from trl.trainer.utils import nanstd
 
     rewards = torch.tensor([[0.0, 1.0, 1.0, 3.0], [2.0, 2.5, 0.0, 7.0]])
@@ -356,9 +370,95 @@ def test_advantage_std_matches_trl_nanstd():
 
 
 def test_token_logprobs_matches_trl():
-    pytest.importorskip("trl")
+    _require_pinned_trl()
     from trl.trainer.utils import selective_log_softmax
 
     g = torch.Generator().manual_seed(2)
     logits, ids = torch.randn(3, 6, 13, generator=g), torch.randint(0, 13, (3, 6), generator=g)
     torch.testing.assert_close(token_logprobs(logits, ids), selective_log_softmax(logits, ids))
+
+
+@pytest.mark.parametrize("level,loss_type,normalise_by", [("token", "bnpo", "tokens"), ("sequence", "grpo", "sequence")])
+def test_parity_with_trl_importance_sampling(level, loss_type, normalise_by):
+    """TIS weights multiply the surrogate exactly as TRL's vllm_importance_sampling_correction does."""
+    _require_pinned_trl()
+    logp, old, ref, adv, mask = _random_batch(5)
+    engine = old + 0.5 * torch.randn(old.shape, generator=torch.Generator().manual_seed(1))
+    weights = tis_weights(old, engine, mask, cap=2.0)
+    logp_trl, logp_ours = logp.clone().requires_grad_(), logp.clone().requires_grad_()
+    loss_trl, _ = _trl_compute_loss(logp_trl, old, ref, adv, mask, level=level, loss_type=loss_type,
+                                    eps_low=0.2, eps_high=0.2, beta=0.0, is_ratio=weights)
+    loss, _ = policy_loss(logp_ours, old, adv, mask, level=level, normalise_by=normalise_by, is_weights=weights)
+    loss_trl.backward()
+    loss.backward()
+    torch.testing.assert_close(loss, loss_trl, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(logp_ours.grad, logp_trl.grad, atol=1e-6, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- eq. 1, TIS, mu > 1
+def test_group_tokens_is_the_papers_eq1_by_hand():
+    """Two prompts with groups of unequal lengths: (1/G) sum_g sum_{i in g, t} l / sum_{i in g} |y_i|."""
+    # Ratio 1 everywhere (logp == old): each token's term is -A of its completion.
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0], [1, 1, 1], [1, 0, 0]], dtype=torch.float32)
+    adv = torch.tensor([1.0, -1.0, 2.0, -0.5, 0.5])
+    groups = torch.tensor([0, 0, 0, 1, 1])  # prompt 0: 3 + 1 + 2 = 6 tokens; prompt 1: 3 + 1 = 4 tokens
+    logp = torch.full((5, 3), -1.0, requires_grad=True)
+    loss, _ = policy_loss(logp, logp.detach(), adv, mask, normalise_by="group_tokens", group_ids=groups)
+    prompt0 = -(1.0 * 3 + -1.0 * 1 + 2.0 * 2) / 6  # -6/6
+    prompt1 = -(-0.5 * 3 + 0.5 * 1) / 4  # +1/4
+    assert loss.item() == pytest.approx((prompt0 + prompt1) / 2)
+    loss.backward()
+    # d loss / d logp_bt = -A_b / (G * tokens of b's group) on real tokens, 0 on padding
+    expected = torch.tensor([[-1 / 12] * 3, [1 / 12, 0, 0], [-2 / 12, -2 / 12, 0], [0.5 / 8] * 3, [-0.5 / 8, 0, 0]])
+    torch.testing.assert_close(logp.grad, expected)
+    # The tokens normalisation differs on these groups: one division by all 10 tokens.
+    tokens, _ = policy_loss(logp, logp.detach(), adv, mask, normalise_by="tokens")
+    assert tokens.item() == pytest.approx((-3 + 1 - 4 + 1.5 - 0.5) / 10)
+
+
+def test_group_tokens_micro_batches_sum_to_the_batch_loss():
+    logp, old, _, adv, mask = _random_batch(2, B=8)
+    groups = torch.arange(8) // 4
+    full, _ = policy_loss(logp, old, adv, mask, normalise_by="group_tokens", group_ids=groups)
+    lengths = mask.sum(-1)
+    per_row = torch.stack([lengths[groups == g].sum() for g in groups]) * 2  # G = 2 prompts
+    parts = [policy_loss(logp[i], old[i], adv[i], mask[i], normalise_by="group_tokens", normaliser=per_row[i])[0]
+             for i in (slice(0, 3), slice(3, 8))]
+    torch.testing.assert_close(parts[0] + parts[1], full)
+
+
+def test_tis_weights_are_min_ratio_cap_on_a_constructed_mismatch():
+    learner = torch.tensor([[-1.0, -2.0, -0.5], [-3.0, -1.0, 0.0]])
+    engine = torch.tensor([[-1.0, -3.0, -0.1], [-1.0, -4.0, 0.0]])  # ratios e^0, e^1, e^-0.4 / e^-2, e^3, pad
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    weights = tis_weights(learner, engine, mask, cap=2.0)
+    expected = torch.tensor([[1.0, 2.0, math.exp(-0.4)], [math.exp(-2.0), 2.0, 1.0]])
+    torch.testing.assert_close(weights, expected)
+    assert tis_weights(learner, engine, mask, cap=100.0)[0, 1].item() == pytest.approx(math.e)
+    for cap in (0.0, -1.0):
+        with pytest.raises(ValueError, match="the TIS cap must be > 0"):
+            tis_weights(learner, engine, mask, cap=cap)
+
+
+def test_is_weights_scale_each_tokens_surrogate_term():
+    logp = torch.zeros(1, 2, requires_grad=True)
+    weights = torch.tensor([[0.5, 2.0]])
+    loss, _ = policy_loss(logp, logp.detach(), torch.tensor([1.0]), torch.ones(1, 2), is_weights=weights)
+    assert loss.item() == pytest.approx(-(0.5 + 2.0) / 2)
+    loss.backward()
+    torch.testing.assert_close(logp.grad, torch.tensor([[-0.25, -1.0]]))
+
+
+def test_clipped_tokens_get_no_gradient():
+    """Second pass over a batch (mu = 2): tokens whose ratio left the clip range in the advantage's
+    direction are clipped: they count in clip_fraction and get exactly zero gradient."""
+    old = torch.zeros(2, 3)
+    # row 0 (A > 0): ratios e^0.5 (clipped), e^0.1 (inside), e^-0.5 (below: min picks the unclipped term)
+    # row 1 (A < 0): ratios e^-0.5 (clipped), e^0.5 (above: unclipped), e^0 (inside)
+    logp = torch.tensor([[0.5, 0.1, -0.5], [-0.5, 0.5, 0.0]], requires_grad=True)
+    loss, stats = policy_loss(logp, old, torch.tensor([1.0, -1.0]), torch.ones(2, 3))
+    loss.backward()
+    clipped = torch.tensor([[True, False, False], [True, False, False]])
+    assert stats["clip_fraction"] == pytest.approx(2 / 6)
+    assert (logp.grad[clipped] == 0).all() and (logp.grad[~clipped] != 0).all()
+    assert (logp.grad[0, 1:] < 0).all() and (logp.grad[1, 1:] > 0).all()  # descent raises A > 0, lowers A < 0

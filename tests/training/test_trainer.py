@@ -16,7 +16,8 @@ pytest.importorskip("peft")
 from safetensors.torch import load_file  # noqa: E402
 
 from training.config import TrainConfig  # noqa: E402
-from training.trainer import Trainer, lora_target_regex  # noqa: E402
+from training.lora_targets import lora_target_regex  # noqa: E402
+from training.trainer import Trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = dict(model="tiny-base", max_steps=2, prompts_per_step=2, group_size=4, max_new_tokens=10,
@@ -128,3 +129,106 @@ def test_kl_to_the_base_is_zero_before_the_first_update_then_positive(tmp_path):
     assert len(kls) == 3
     assert kls[0] == pytest.approx(0.0, abs=1e-6)  # a fresh adapter (B = 0) is the base itself
     assert kls[-1] > 1e-6
+
+
+def _capture_rollouts(monkeypatch):
+    """Record every rollout batch the trainer collects."""
+    import training.trainer as trainer_module
+
+    batches = []
+    original = trainer_module.collect_rollouts
+
+    def recording(*args, **kwargs):
+        batches.append(original(*args, **kwargs))
+        return batches[-1]
+
+    monkeypatch.setattr(trainer_module, "collect_rollouts", recording)
+    return batches
+
+
+def test_one_update_moves_log_probabilities_with_the_advantage(tmp_path, monkeypatch):
+    """The sign: after one GRPO update, the batch's advantage-weighted log-probability rises (to first
+    order it is lr * ||grad||_1 for Adam's first step), completions with positive advantage gain
+    log-probability on average and those with negative advantage lose it."""
+    from training.objectives import group_advantages
+
+    batches = _capture_rollouts(monkeypatch)
+    config = TrainConfig(**{**SMALL, "max_steps": 1, "group_size": 8, "prompts_per_step": 4}, kl_coef=0.0,
+                         output_dir=str(tmp_path))
+    trainer = Trainer(config)
+    trainer.train(progress=False)
+    batch = batches[0]
+    adv = group_advantages(torch.as_tensor(batch.rewards, dtype=torch.float32))
+    obs = [o for o, group in zip(batch.observations, batch.completions) for _ in group]
+    ids = [c.token_ids for group in batch.completions for c in group]
+    with torch.no_grad():
+        after = [float(r.sum()) for r in trainer.agent.completion_logprobs(obs, ids)]
+    before = [sum(c.logprobs) for group in batch.completions for c in group]
+    delta = torch.tensor(after) - torch.tensor(before)
+    a = adv.flatten()
+    assert (a != 0).sum() >= 4, "too few informative groups to test the sign"
+    assert float((a * delta).sum()) > 0
+    assert float(delta[a > 0].mean()) > 0 > float(delta[a < 0].mean())
+
+
+def test_a_second_iteration_over_the_batch_clips(tmp_path):
+    """num_iterations = 2 with a large learning rate: the second pass sees ratios away from 1, so the
+    clipped term acts (clip_fraction > 0); with mu = 1 the ratio stays ~1 on the hf backend."""
+    import json
+
+    rows = {}
+    for mu in (1, 2):
+        out = tmp_path / f"mu{mu}"
+        config = TrainConfig(**{**SMALL, "max_steps": 2, "group_size": 8, "learning_rate": 0.05}, kl_coef=0.0,
+                             num_iterations=mu, output_dir=str(out))
+        Trainer(config).train(progress=False)
+        rows[mu] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["clip_fraction"] for r in rows[2]) > 0
+    assert max(r.get("ratio_max", 1.0) for r in rows[2]) > 1.2
+    assert all(r["ratio_max"] < 1.01 for r in rows[1] if "ratio_max" in r)
+
+
+def test_group_tokens_trains_and_multi_task_runs_evaluate_every_env(tmp_path):
+    import json
+
+    mix = {"TopBlockXOnly-v0": 1.0, "SideBlockXOnly-v0": 1.0}
+    config = TrainConfig(**{**SMALL, "max_steps": 1, "eval_episodes": 4}, env_mix=mix, grad_accum_steps=2,
+                         loss_normalisation="group_tokens", output_dir=str(tmp_path))
+    result = Trainer(config).train(progress=False)
+    assert list(result.per_env) == list(mix)
+    for env_id, row in result.per_env.items():
+        assert row["before"].env_id == row["after"].env_id == row["constant_baseline"].env_id == env_id
+        assert row["random_baseline"].n_episodes == 4 and row["constant_answer"].startswith("<answer>")
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert list(saved["envs"]) == list(mix) and saved["after"] == saved["envs"]["TopBlockXOnly-v0"]["after"]
+    first = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert set(first) >= {"eval_reward/TopBlockXOnly-v0", "eval_reward/SideBlockXOnly-v0", "eval_reward"}
+
+
+def test_a_disk_reading_backend_gets_each_adapter_version_before_it_generates(tmp_path):
+    """The vLLM contract, with the hf backend standing in: the adapter is published as a PEFT folder
+    before the first generation (the evaluation before training included) and after every update,
+    each version under a new folder, and only the newest folder is kept."""
+    from agents.backends.hf import HFBackend
+    from agents.vlm import VLMAgent
+
+    seen = []
+
+    class DiskBackend(HFBackend):
+        needs_adapter_folder = True
+
+        def generate(self, prompts, images, params, adapter=None):
+            assert adapter is not None and adapter.path is not None, "generated before the adapter was published"
+            folders = sorted(p.name for p in (tmp_path / "rollout_adapter").iterdir())
+            assert folders == [Path(adapter.path).name], folders
+            assert (Path(adapter.path) / "adapter_model.safetensors").exists()
+            seen.append(adapter.version)
+            return super().generate(prompts, images, params, adapter)
+
+    agent = VLMAgent.from_pretrained("tiny-base")
+    agent.backend = DiskBackend(agent.model, agent.processor)
+    config = TrainConfig(**{**SMALL, "max_steps": 2, "eval_episodes": 2}, output_dir=str(tmp_path))
+    agent_model_before = agent.model
+    Trainer(config, agent=agent).train(progress=False)
+    assert agent_model_before is not None and seen[0] == 1 and seen[-1] == 3  # v0 published, then after 2 steps
+    assert sorted(p.name for p in (tmp_path / "rollout_adapter").iterdir()) == ["v2"]

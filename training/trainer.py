@@ -321,17 +321,12 @@ class Trainer:
     def evaluate_envs(self, n_episodes: int | None = None,
                       env_ids: list[str] | None = None) -> dict[str, EvaluationResult]:
         """:meth:`evaluate_policy` on each env of the run (:func:`training.heldout.eval_env_ids`) or of ``env_ids``."""
-        import dataclasses
-
-        cfg = dataclasses.replace(self.config, eval_episodes=n_episodes or self.config.eval_episodes)
-        if env_ids is not None:
-            cfg = dataclasses.replace(cfg, env_id=env_ids[0], env_mix={e: 1.0 for e in env_ids})
         agent = self._agent
         saved = agent.sampling
         agent.sampling = self.eval_decoding()
         self.model.eval()
         try:
-            return heldout.evaluate_envs(agent, cfg)
+            return heldout.evaluate_envs(agent, self.config, env_ids=env_ids, n_episodes=n_episodes)
         finally:
             agent.sampling = saved
 
@@ -380,8 +375,8 @@ class Trainer:
             metrics: dict[str, Any] = {"step": step}
             (self._sft_step if cfg.objective == "sft" else self._rl_step)(step, metrics)
             metrics["lr"] = self.scheduler.get_last_lr()[0]
+            self._publish_adapter(step)  # part of the step's cost with a disk-reading engine
             metrics["time_step_s"] = time.perf_counter() - t0
-            self._publish_adapter(step)
             if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.max_steps:
                 metrics.update(heldout.eval_metrics(self.evaluate_envs()))
             if step % max(cfg.log_every, 1) == 0 or "eval_reward" in metrics:

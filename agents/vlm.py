@@ -207,6 +207,11 @@ class VLMAgent:
         self.active_adapter: str | None = None
         self._adapter_paths: dict[str, str | None] = {}
         self._adapter_versions: dict[str, int] = {}
+        # A PEFT model handed in (e.g. from TRL) keeps generating with its active adapter.
+        for name in getattr(model, "peft_config", None) or {}:
+            self._adapter_paths[name], self._adapter_versions[name] = None, 0
+        if getattr(model, "peft_config", None):
+            self.active_adapter = model.active_adapter
 
     @classmethod
     def from_pretrained(

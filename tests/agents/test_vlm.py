@@ -177,6 +177,18 @@ def test_lora_adapter_changes_outputs_and_unloads(tiny_path, env_observations, t
     assert [[c.token_ids for c in g] for g in restored] == [[c.token_ids for c in g] for g in base]
 
 
+def test_an_agent_around_a_peft_model_generates_with_its_active_adapter(tiny_path, env_observations):
+    """A PEFT model made elsewhere (e.g. by TRL) keeps its adapter when wrapped in a new VLMAgent."""
+    donor = _fresh_agent(tiny_path)
+    donor.load_adapter(_lora_config(), name="policy")
+    _randomise_lora_b(donor.model)
+    params = SamplingParams(max_new_tokens=12, n=2, seed=0)
+    wrapped = VLMAgent(donor.model, donor.processor)
+    assert wrapped.active_adapter == "policy"
+    assert [[c.token_ids for c in g] for g in wrapped.sample(env_observations, params=params)] == \
+        [[c.token_ids for c in g] for g in donor.sample(env_observations, params=params)]
+
+
 def test_adapter_swap_keeps_trainability(tiny_path, env_observations):
     agent = _fresh_agent(tiny_path)
     agent.load_adapter(_lora_config(), name="policy")

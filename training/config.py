@@ -306,6 +306,8 @@ class TrainConfig:
                 "max_lora_rank": engine_lora_rank(self.lora_r), "enforce_eager": self.vllm_enforce_eager,
                 "gpu_memory_utilization": self.vllm_gpu_memory_utilization, "enable_sleep_mode": self.vllm_sleep_mode,
                 "max_model_len": self.vllm_max_model_len or None, "seed": self.seed}
+            if self.train_vision:  # else vLLM silently serves the vision encoder without its adapter
+                kwargs["backend_options"]["enable_tower_connector_lora"] = True
         return kwargs
 
     def sampling_params(self, seed: int | None = None):

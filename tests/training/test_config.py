@@ -202,6 +202,8 @@ def test_the_engine_lora_rank_follows_lora_r(lora_r, engine_rank):
                           vllm_enforce_eager=False).agent_kwargs()["backend_options"]
     assert options == {"max_lora_rank": engine_rank, "enforce_eager": False, "gpu_memory_utilization": 0.3,
                        "enable_sleep_mode": False, "max_model_len": 4096, "seed": 0}
+    vision = TrainConfig(backend="vllm", lora_r=lora_r, lora_alpha=lora_r, train_vision=True).agent_kwargs()
+    assert vision["backend_options"]["enable_tower_connector_lora"] is True  # else vLLM ignores the vision adapter
 
 
 def test_sampling_params_follow_the_config():

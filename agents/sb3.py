@@ -39,8 +39,8 @@ from gymnasium import spaces
 from PIL import Image
 
 import envs  # noqa: F401  (registers the env ids with Gymnasium)
+from envs.atomic import atomic_path
 
-from .atomic import atomic_path
 from .base import Observation, task_of
 
 __all__ = [

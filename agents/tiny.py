@@ -42,7 +42,7 @@ import os
 import pathlib
 from typing import Any
 
-from .atomic import atomic_directory
+from envs.atomic import atomic_directory
 
 __all__ = [
     "tiny_model_path", "build_tiny", "cache_dir", "tiny_corpus",

@@ -22,12 +22,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .backends.base import EVAL_DECODING, AdapterRequest, Completion, GenerationBackend, SamplingParams
+from .backends.vllm import VLLM_EXTRA
 from .chat import chat_prompt
 
 __all__ = ["VLMAgent", "ModelNotFoundError", "load_processor"]
 
 _QUANT_EXTRA = "pip install 'cubeworld[quant]'"
-_VLLM_EXTRA = "pip install 'cubeworld[vllm]'"
 _MODEL_FIX = ("pass a local folder with config.json and *.safetensors weights, 'tiny', 'tiny-base', "
               "or a hub id available offline (in the Hugging Face cache)")
 
@@ -204,14 +204,11 @@ class VLMAgent:
         self.backend = backend if backend is not None else HFBackend(model, processor)
         self.sampling = sampling if sampling is not None else EVAL_DECODING
         self.name_or_path = name_or_path
-        self.active_adapter: str | None = None
-        self._adapter_paths: dict[str, str | None] = {}
-        self._adapter_versions: dict[str, int] = {}
         # A PEFT model handed in (e.g. from TRL) keeps generating with its active adapter.
-        for name in getattr(model, "peft_config", None) or {}:
-            self._adapter_paths[name], self._adapter_versions[name] = None, 0
-        if getattr(model, "peft_config", None):
-            self.active_adapter = model.active_adapter
+        loaded = list(getattr(model, "peft_config", None) or {})
+        self._adapter_paths: dict[str, str | None] = dict.fromkeys(loaded)
+        self._adapter_versions: dict[str, int] = dict.fromkeys(loaded, 0)
+        self.active_adapter: str | None = model.active_adapter if loaded else None
 
     @classmethod
     def from_pretrained(
@@ -266,7 +263,7 @@ class VLMAgent:
             import importlib.util
 
             if importlib.util.find_spec("vllm") is None:
-                raise ImportError(f"backend='vllm' needs vLLM, which is not installed: {_VLLM_EXTRA} on a GPU "
+                raise ImportError(f"backend='vllm' needs vLLM, which is not installed: {VLLM_EXTRA} on a GPU "
                                   "machine; on a CPU-only one, bash scripts/setup_vllm_env.sh builds .venv-vllm")
             from .backends.vllm import VLLMBackend as vllm_backend_cls
         try:

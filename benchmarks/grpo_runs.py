@@ -272,7 +272,7 @@ def worker(args) -> None:
     """
     import torch
 
-    from agents.atomic import write_json_atomic
+    from envs.atomic import write_json_atomic
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -80,8 +80,8 @@ def make_random_model(out: str, config_json: str | None, overrides: list[str], s
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
 
-    from agents.atomic import atomic_directory
     from agents.tiny import tiny_model_path
+    from envs.atomic import atomic_directory
 
     tiny = pathlib.Path(tiny_model_path(0))
     raw = json.loads(pathlib.Path(config_json).read_text()) if config_json else json.loads(json.dumps(QWEN25_VL_7B_CONFIG))

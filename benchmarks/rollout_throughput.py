@@ -25,11 +25,8 @@ import argparse
 import dataclasses
 import importlib.util
 import os
-import pathlib
 import tempfile
 import time
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 @dataclasses.dataclass

@@ -228,7 +228,7 @@ def run_trl(cfg, threshold: float) -> dict[str, Any]:
 def worker(args) -> None:
     import torch
 
-    from agents.atomic import write_json_atomic
+    from envs.atomic import write_json_atomic
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -401,7 +401,7 @@ def main(argv=None) -> None:
             print(f"  {name} seed {seed}: {done}", file=sys.stderr, flush=True)
     print(report(args, base, results))
     if args.json:
-        from agents.atomic import write_json_atomic
+        from envs.atomic import write_json_atomic
 
         write_json_atomic(args.json, {"args": vars(args), "threshold": base, "results": results}, indent=2)
 

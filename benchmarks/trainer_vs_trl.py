@@ -105,7 +105,7 @@ GOAL = 0.8
 from grpo_runs import worker  # noqa: E402  (the two timed runs: ours and TRL's)
 from random_model import make_random_model  # noqa: E402
 
-from agents.atomic import write_json_atomic  # noqa: E402
+from envs.atomic import write_json_atomic  # noqa: E402
 
 # -- the parent: run both, print the table -------------------------------------------------------
 

@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 
 import envs
-from agents.atomic import atomic_path
 from envs.answers import sample_legal_answer
+from envs.atomic import atomic_path
 
 __all__ = ["DemoRow", "run_demo", "format_table"]
 

@@ -53,12 +53,12 @@ import difflib
 import io
 import json
 import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from .atomic import atomic_directory
 
 __all__ = ["reward_function", "export_dataset", "EnvReward", "completion_text", "COLUMNS"]
 
@@ -283,8 +283,8 @@ def export_dataset(env_id: str, n: int, seed: int, out_dir: str | os.PathLike, *
     The project's trainer holds out seeds from ``eval_seed`` (default 1,000,000) up; keep
     training exports below them.
 
-    Saved with ``Dataset.save_to_disk`` into a temporary sibling folder
-    (``.tmp-NAME-...``) that is renamed to ``out_dir`` once complete, so a crash never
+    Saved with ``Dataset.save_to_disk`` through :func:`envs.atomic.atomic_directory` (a temporary sibling folder
+    ``.tmp-NAME-...``, renamed to ``out_dir`` once complete), so a crash never
     leaves a partial dataset there. Read it back with ``datasets.load_from_disk(out_dir)``.
 
     Args:
@@ -362,42 +362,8 @@ def _check_free(out: Path) -> None:
 
 
 def _save_atomically(dataset: Any, out: Path) -> None:
-    # envs must not import agents (agents.atomic): the same temporary-sibling-then-rename, for folders only.
+    if out.is_dir():
+        out.rmdir()  # empty (checked by _check_free); a folder filled meanwhile raises, and is kept
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".tmp-{out.name}-"))
-    try:
+    with atomic_directory(out, overwrite=False) as tmp:
         dataset.save_to_disk(str(tmp))
-        for dirpath, _, filenames in os.walk(tmp):
-            for name in filenames:
-                _fsync(Path(dirpath) / name)
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0o700; a published folder gets mkdir's
-        try:
-            os.rename(tmp, out)  # replaces an empty folder; fails on one filled meanwhile
-        except OSError as exc:
-            if out.exists():
-                raise FileExistsError(f"{str(out)!r} was filled while the dataset was written; "
-                                      "choose a new output folder") from exc
-            raise
-        _fsync(out.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _fsync(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.atomic import save_figure_atomic
+from envs.atomic import save_figure_atomic
 
 __all__ = ["AttentionMaps", "attention_maps", "eager_attention", "upsample_map", "plot_attention_grid",
            "default_layers"]

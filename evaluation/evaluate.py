@@ -13,9 +13,9 @@ import gymnasium as gym
 import numpy as np
 
 import envs  # noqa: F401  (registers the ids)
-from agents.atomic import write_json_atomic
 from agents.backends.base import EVAL_BATCH_SIZE
 from agents.base import Agent, decoding_of
+from envs.atomic import write_json_atomic
 from envs.rewards import ILLEGAL_OUTCOMES
 
 __all__ = ["evaluate", "EvaluationResult", "EpisodeRecord", "bootstrap_ci", "describe_decoding", "json_default"]
@@ -79,7 +79,7 @@ class EvaluationResult:
         return cls(**data)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write JSON to ``path`` atomically (:func:`agents.atomic.write_json_atomic`)."""
+        """Write JSON to ``path`` atomically (:func:`envs.atomic.write_json_atomic`)."""
         write_json_atomic(path, self.to_dict(), indent=1, default=json_default)
 
     @classmethod

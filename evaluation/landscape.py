@@ -29,8 +29,8 @@ import gymnasium as gym
 import numpy as np
 
 import envs  # noqa: F401  (registers the ids)
-from agents.atomic import save_figure_atomic
 from envs.answers import UP_RANGE, X_RANGE, parse_answer
+from envs.atomic import save_figure_atomic
 from envs.rewards import ILLEGAL_OUTCOMES
 
 __all__ = ["Landscape", "reward_landscape", "plot_landscapes", "landscape_figure", "answer_text",

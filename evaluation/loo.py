@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.atomic import write_text_atomic
 from agents.base import Agent
+from envs.atomic import write_text_atomic
 
 from .evaluate import bootstrap_ci
 from .real import evaluate_real
@@ -99,7 +99,7 @@ class LeaveOneOutResult:
         return asdict(self)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write JSON atomically (:func:`agents.atomic.write_text_atomic`)."""
+        """Write JSON atomically (:func:`envs.atomic.write_text_atomic`)."""
         write_text_atomic(path, json.dumps(self.to_dict(), indent=1))
 
     def summary(self) -> str:

@@ -35,10 +35,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.atomic import write_json_atomic, write_text_atomic
 from agents.backends.base import EVAL_BATCH_SIZE
 from agents.base import Agent
 from envs.answers import extract_answer
+from envs.atomic import write_json_atomic, write_text_atomic
 
 from .best_constant import DEFAULT_X_STEP, DEFAULT_XY_STEP, ConstantBaseline, best_constant_answer
 from .evaluate import EvaluationResult, evaluate, json_default

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.atomic import save_figure_atomic
 from envs.answers import extract_answer
+from envs.atomic import save_figure_atomic
 
 __all__ = ["plot_matrix"]
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.atomic import save_figure_atomic, write_text_atomic
+from envs.atomic import save_figure_atomic, write_text_atomic
 
 __all__ = ["ProbeData", "ProbeResult", "probe_scenes", "extract_features", "fit_probes", "plot_probe_curves",
            "save_probe_results", "DEFAULT_PROBE_SEED"]

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from agents.atomic import write_json_atomic
 from agents.backends.base import EVAL_BATCH_SIZE
 from agents.base import Agent
+from envs.atomic import write_json_atomic
 from envs.real import RealTowerDataset, episode_photo
 
 from .agreement import (
@@ -47,7 +47,7 @@ ENV_ID = "RealTowerStability-v0"
 
 
 def _save_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
-    """Write JSON atomically (:func:`agents.atomic.write_json_atomic`); nan becomes null."""
+    """Write JSON atomically (:func:`envs.atomic.write_json_atomic`); nan becomes null."""
     write_json_atomic(path, _nan_to_none(data), indent=1)
 
 

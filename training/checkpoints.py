@@ -14,10 +14,10 @@ Layout of ``run_dir/checkpoints/``::
     step-000100/
     latest                              text file: the name of the newest checkpoint ("step-000100")
 
-Atomicity (:mod:`agents.atomic`): a checkpoint is written into a temporary folder beside
+Atomicity (:mod:`envs.atomic`): a checkpoint is written into a temporary folder beside
 its final place (``.tmp-step-000100-*``), every file and the folder are fsynced, and one
-``os.rename`` makes it appear complete (:func:`agents.atomic.atomic_directory`); the
-``latest`` pointer is then replaced atomically (:func:`agents.atomic.write_text_atomic`).
+``os.rename`` makes it appear complete (:func:`envs.atomic.atomic_directory`); the
+``latest`` pointer is then replaced atomically (:func:`envs.atomic.write_text_atomic`).
 A crash at any point leaves either the previous state or the new complete checkpoint;
 :func:`latest_checkpoint` ignores temporary folders and any ``step-*`` folder that lacks
 a file, so it never returns a half checkpoint.
@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.atomic import atomic_directory, is_temporary, write_text_atomic
+from envs.atomic import atomic_directory, is_temporary, write_text_atomic
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "list_checkpoints",
            "capture_rng_state", "restore_rng_state", "CHECKPOINTS_DIR"]

@@ -335,7 +335,7 @@ class TrainConfig:
         """Write every field to ``path`` atomically (parents created); ``from_yaml`` reads it back equal."""
         import yaml
 
-        from agents.atomic import write_text_atomic
+        from envs.atomic import write_text_atomic
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.atomic import save_figure_atomic
+from envs.atomic import save_figure_atomic
 from evaluation.evaluate import describe_decoding
 
 __all__ = ["read_metrics", "plot_training_curves", "add_arguments", "run", "main"]

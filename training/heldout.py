@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agents.atomic import write_text_atomic
 from agents.backends.base import EVAL_BATCH_SIZE
+from envs.atomic import write_text_atomic
 from evaluation.evaluate import EvaluationResult, evaluate
 
 from .config import TrainConfig

@@ -64,9 +64,9 @@ from typing import Any
 
 import numpy as np
 
-from agents.atomic import atomic_directory
 from agents.chat import chat_prompt
 from envs.answers import sample_legal_answer
+from envs.atomic import atomic_directory
 from envs.physics import World
 from envs.prompts import LERER
 from envs.render import camera_matrices

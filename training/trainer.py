@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.atomic import atomic_directory, write_text_atomic
 from agents.backends.base import EVAL_BATCH_SIZE, SamplingParams
+from envs.atomic import atomic_directory, write_text_atomic
 from evaluation.evaluate import EvaluationResult
 
 from . import heldout

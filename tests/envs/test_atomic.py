@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from agents import atomic
-from agents.atomic import (
+from envs import atomic
+from envs.atomic import (
     atomic_directory,
     atomic_path,
     is_temporary,

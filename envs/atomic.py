@@ -18,8 +18,8 @@ Published files get the permissions a plain ``open(path, "w")`` would give
 ``os.mkdir`` (``0o777`` less the umask). POSIX semantics: on other systems the fsync
 of a folder is skipped.
 
-This module uses only the standard library: ``agents`` is the lowest package that
-writes files (the tiny-model cache, :meth:`agents.sb3.SB3Agent.save`), and ``training``
+This module uses only the standard library and lives in ``envs``, the lowest package, because
+``envs`` writes files too (:func:`envs.trl_interop.export_dataset`); ``agents``, ``training``
 and ``evaluation`` import it from here without reversing the package order.
 """
 

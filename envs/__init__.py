@@ -2,7 +2,8 @@
 
 ``import envs`` registers every id below with Gymnasium; ``gym.make("envs:ID")``
 works without the import. Variants are registration kwargs of one class,
-:class:`envs.tower_env.TowerEnv`. :func:`reward_function` and :func:`export_dataset`
+:class:`envs.tower_env.TowerEnv`; the multi-step ids are its episode protocols
+(:mod:`envs.protocols`, DESIGN.md section 7) and ``TowerBuild-v0``. :func:`reward_function` and :func:`export_dataset`
 (:mod:`envs.trl_interop`) connect them to TRL's trainers. This package imports neither
 torch nor transformers.
 """
@@ -14,7 +15,7 @@ from .scenes import Cube, Scene
 from .tower_env import TASKS, TowerEnv
 from .trl_interop import export_dataset, reward_function
 
-__all__ = ["ENV_IDS", "REAL_ENV_IDS", "TowerEnv", "TASKS", "Scene", "Cube", "parse_answer", "reward_function",
+__all__ = ["ENV_IDS", "MULTI_STEP_ENV_IDS", "REAL_ENV_IDS", "TowerEnv", "TASKS", "Scene", "Cube", "parse_answer", "reward_function",
            "export_dataset"]
 
 _ENTRY = "envs.tower_env:TowerEnv"
@@ -25,7 +26,18 @@ register(id="TopBlockXOnly-v0", entry_point=_ENTRY, kwargs={"task": "top_block_x
 register(id="SideBlockXOnly-v0", entry_point=_ENTRY, kwargs={"task": "side_block_x_only"})
 register(id="SideBlockXY-v0", entry_point=_ENTRY, kwargs={"task": "side_block_xy"})
 register(id="RealTowerStability-v0", entry_point="envs.real:RealTowerEnv")  # needs data_dir=...
+# Multi-step (DESIGN.md section 7): the same tasks under an episode protocol, and the build world.
+register(id="TopBlockXOnly-Retry-v0", entry_point=_ENTRY, kwargs={"task": "top_block_x_only", "interaction": "retry"})
+register(id="SideBlockXOnly-Retry-v0", entry_point=_ENTRY, kwargs={"task": "side_block_x_only", "interaction": "retry"})
+register(id="SideBlockXY-Retry-v0", entry_point=_ENTRY, kwargs={"task": "side_block_xy", "interaction": "retry"})
+register(id="SideBlockXOnly-Sequential-v0", entry_point=_ENTRY,
+         kwargs={"task": "side_block_x_only", "interaction": "sequential"})
+register(id="SideBlockXY-Sequential-v0", entry_point=_ENTRY, kwargs={"task": "side_block_xy", "interaction": "sequential"})
+register(id="TowerBuild-v0", entry_point=_ENTRY, kwargs={"task": "tower_build"})
 
 ENV_IDS = ("TopBlockStability-v0", "TopBlockXOnly-v0", "SideBlockXOnly-v0", "SideBlockXY-v0")
+# Not in ENV_IDS either: code that loops over ENV_IDS (training, the matrix) is single-step.
+MULTI_STEP_ENV_IDS = ("TopBlockXOnly-Retry-v0", "SideBlockXOnly-Retry-v0", "SideBlockXY-Retry-v0",
+                      "SideBlockXOnly-Sequential-v0", "SideBlockXY-Sequential-v0", "TowerBuild-v0")
 # Real photos (kwarg data_dir): not in ENV_IDS, the synthetic suite that other code loops over.
 REAL_ENV_IDS = ("RealTowerStability-v0",)

@@ -11,21 +11,27 @@ Answer formats (DESIGN.md section 2):
   are not integers) in ``[-600, 600]``.
 * ``xy``: two integers separated by a comma and/or whitespace: x in
   ``[-600, 600]``, up in ``[0, 1000]``; a negative up is ``below_floor``.
+* ``colour_x`` (``TowerBuild-v0``): a colour word (letters, any case, returned in
+  lower case) and one integer x in ``[-600, 600]``, separated by a comma and/or
+  whitespace: ``green, -120``. Whether a cube of that colour can be lifted is the
+  environment's judgement (outcome ``unknown_colour``), not the parser's.
 """
 
 from __future__ import annotations
 
 import re
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = [
     "AnswerFormat", "ParsedAnswer", "parse_answer", "extract_answer", "sample_legal_answer",
-    "X_RANGE", "UP_RANGE", "MAX_COMPLETION_CHARS", "completion_space",
+    "X_RANGE", "UP_RANGE", "ANSWER_FORMATS", "MAX_COMPLETION_CHARS", "completion_space",
 ]
 
-AnswerFormat = Literal["binary", "x", "xy"]
+AnswerFormat = Literal["binary", "x", "xy", "colour_x"]
+ANSWER_FORMATS = ("binary", "x", "xy", "colour_x")
 
 X_RANGE = (-600, 600)
 UP_RANGE = (0, 1000)
@@ -39,6 +45,7 @@ _CLOSE = re.compile(r"</answer>", re.IGNORECASE)
 _INT = r"[+-]?[0-9]+"
 _X = re.compile(rf"\s*({_INT})\s*")
 _XY = re.compile(rf"\s*({_INT})\s*(?:,\s*|\s+)({_INT})\s*")
+_COLOUR_X = re.compile(rf"\s*([A-Za-z]+)\s*(?:,\s*|\s+)({_INT})\s*")
 _BINARY = re.compile(r"\s*(yes|no)[.!]?\s*", re.IGNORECASE)
 # Integers longer than this are out of range whatever their digits; checking the
 # length first keeps int() away from 100k-digit strings (Python caps str->int).
@@ -50,14 +57,14 @@ class ParsedAnswer:
     """The judgement of one answer string.
 
     Attributes:
-        value: ``"Yes"``/``"No"`` (binary), ``int`` (x), ``(x, up)`` ints (xy), or
-            None when the answer is not legal.
+        value: ``"Yes"``/``"No"`` (binary), ``int`` (x), ``(x, up)`` ints (xy),
+            ``(colour, x)`` (colour_x: lower-case str, int), or None when the answer is not legal.
         outcome: None for a legal answer, else ``"unparseable"``,
             ``"out_of_range"`` or ``"below_floor"``.
         error: why the answer is not legal (None when legal).
     """
 
-    value: str | int | tuple[int, int] | None
+    value: str | int | tuple[int, int] | tuple[str, int] | None
     outcome: str | None = None
     error: str | None = None
 
@@ -114,11 +121,11 @@ def parse_answer(text: str, answer_format: AnswerFormat) -> ParsedAnswer:
     """Judge ``text`` as an answer of ``answer_format``; never raises on any ``str``.
 
     Raises:
-        ValueError: ``answer_format`` is not ``"binary"``, ``"x"`` or ``"xy"``
+        ValueError: ``answer_format`` is not one of :data:`ANSWER_FORMATS`
             (a programming error, not a model error).
     """
-    if answer_format not in ("binary", "x", "xy"):
-        raise ValueError(f"answer_format must be 'binary', 'x' or 'xy', got {answer_format!r}")
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"answer_format must be one of {ANSWER_FORMATS}, got {answer_format!r}")
     if not isinstance(text, str):
         return _unparseable(f"answer is a {type(text).__name__}, not a str")
     content = extract_answer(text)
@@ -137,6 +144,14 @@ def parse_answer(text: str, answer_format: AnswerFormat) -> ParsedAnswer:
         if x is None or not X_RANGE[0] <= x <= X_RANGE[1]:
             return _out_of_range("x", m.group(1), *X_RANGE)
         return ParsedAnswer(x)
+    if answer_format == "colour_x":
+        m = _COLOUR_X.fullmatch(content)
+        if not m:
+            return _unparseable("answer is not a colour and one integer (COLOUR, X)")
+        x = _int_or_none(m.group(2))
+        if x is None or not X_RANGE[0] <= x <= X_RANGE[1]:
+            return _out_of_range("x", m.group(2), *X_RANGE)
+        return ParsedAnswer((m.group(1).lower(), x))
     m = _XY.fullmatch(content)
     if not m:
         return _unparseable("answer is not two integers (x, up)")
@@ -154,21 +169,31 @@ def parse_answer(text: str, answer_format: AnswerFormat) -> ParsedAnswer:
     return ParsedAnswer((x, up))
 
 
-def sample_legal_answer(answer_format: AnswerFormat, rng) -> str:
+def sample_legal_answer(answer_format: AnswerFormat, rng, colours: Sequence[str] | None = None) -> str:
     """A uniformly random legal answer text of ``answer_format``, drawn from ``rng``.
 
     Args:
         rng: a ``numpy.random.Generator``.
+        colours: colour_x only: the colours to choose from (default: every colour a
+            TowerBuild-v0 cube can have, :data:`envs.scenes.PALETTE` and red).
 
     Binary: Yes or No with equal probability; x: an integer uniform in
-    ``X_RANGE``; xy: x uniform in ``X_RANGE`` and up uniform in ``UP_RANGE``.
+    ``X_RANGE``; xy: x uniform in ``X_RANGE`` and up uniform in ``UP_RANGE``;
+    colour_x: a colour uniform in ``colours`` and x uniform in ``X_RANGE``.
     """
     if answer_format == "binary":
         return f"<answer>{'Yes' if rng.random() < 0.5 else 'No'}</answer>"
+    if answer_format == "colour_x":
+        if not colours:
+            from .scenes import PALETTE
+
+            colours = [*PALETTE, "red"]
+        colour = colours[int(rng.integers(len(colours)))]
+        return f"<answer>{colour}, {int(rng.integers(X_RANGE[0], X_RANGE[1] + 1))}</answer>"
     x = int(rng.integers(X_RANGE[0], X_RANGE[1] + 1))
     if answer_format == "x":
         return f"<answer>{x}</answer>"
     if answer_format == "xy":
         up = int(rng.integers(UP_RANGE[0], UP_RANGE[1] + 1))
         return f"<answer>{x}, {up}</answer>"
-    raise ValueError(f"answer_format must be 'binary', 'x' or 'xy', got {answer_format!r}")
+    raise ValueError(f"answer_format must be one of {ANSWER_FORMATS}, got {answer_format!r}")

@@ -29,7 +29,7 @@ rule calls stable.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -132,7 +132,8 @@ class World:
             )
             body = p.createMultiBody(
                 baseMass=cube.size**3, baseCollisionShapeIndex=col, baseVisualShapeIndex=vis,
-                basePosition=[cube.x * s, cube.y * s, cube.z * s], physicsClientId=c,
+                basePosition=[cube.x * s, cube.y * s, cube.z * s],
+                baseOrientation=list(cube.orientation), physicsClientId=c,
             )
             p.changeDynamics(body, -1, lateralFriction=FRICTION, restitution=0.0,
                              physicsClientId=c)
@@ -147,6 +148,20 @@ class World:
         pos = np.array([g[0] for g in got], dtype=np.float64) / WORLD_UNITS_PER_EDGE
         orn = np.array([g[1] for g in got], dtype=np.float64)
         return pos, orn
+
+    def scene_now(self) -> Scene:
+        """The loaded scene with every cube at its simulated pose now (position and orientation).
+
+        Raises:
+            RuntimeError: nothing is loaded.
+        """
+        if self._scene is None:
+            raise RuntimeError("World.scene_now() before World.load(scene)")
+        pos, orn = self.poses()
+        cubes = tuple(replace(c, x=float(p_[0]), y=float(p_[1]), z=float(p_[2]),
+                              orientation=tuple(float(v) for v in o))
+                      for c, p_, o in zip(self._scene.cubes, pos, orn))
+        return replace(self._scene, cubes=cubes)
 
     def settle(self, horizon_s: float = HORIZON_S, stop_on_motion: bool = True) -> Verdict:
         """Simulate the loaded scene until its verdict is certain (see the module docstring).

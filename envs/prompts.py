@@ -13,14 +13,20 @@ Provenance (``../shared/data/paper-prompts.md`` holds the same texts):
   (:data:`REASONING`) inserted before the final "Return your final answer ..."
   sentence, which is exactly how the paper's one variant is built from its task prompt.
 
+* **Ours, not the papers'**: the ``TowerBuild-v0`` prompt (:func:`tower_build_prompt`),
+  and the multi-step turn texts of DESIGN.md section 7: the feedback sentences
+  (:func:`feedback_sentence`: what happened, stood or fell, and the reward) and the
+  instruction of each later turn (:data:`NEXT_TURN`). They are plain ASCII.
+
 A prompt override (``prompt=`` on any environment) is used as given, with no
-reasoning sentences added. Units: 100 answer units are one block edge (the
+reasoning sentences added (it replaces the first turn's prompt only). Units: 100 answer units are one block edge (the
 prompts themselves do not say so; the papers' do not either).
 """
 
 from __future__ import annotations
 
-__all__ = ["PROMPTS", "REASONING", "LERER", "prompt_for", "reasoning_variant", "PAPER_REASONING_TASKS"]
+__all__ = ["PROMPTS", "REASONING", "LERER", "prompt_for", "reasoning_variant", "PAPER_REASONING_TASKS",
+           "TOWER_BUILD", "tower_build_prompt", "feedback_sentence", "NEXT_TURN", "next_turn_prompt"]
 
 # The sentence every task prompt ends with; the reasoning sentences go before it.
 _RETURN = "Return your final answer between <answer> </answer>."
@@ -65,6 +71,16 @@ REASONING = (
     "long as you'd like. While thinking, you should robustly verify your solution."
 )
 
+# TowerBuild-v0 (ours). {colours}: the floor cubes' colour names, e.g. "green, blue and red".
+TOWER_BUILD = (
+    "In the image you see a grey block in the centre and coloured blocks on the floor: {colours}. Your "
+    "task is to build the tallest stable tower you can on top of the grey block, one block per turn. "
+    "Move a block from the floor by responding with its colour and an integer x between -600 and 600: "
+    "the block is lifted and set down at x, where 0 is the centre of the grey block and 100 is the "
+    "width of the grey block, on whatever lies below. Answer as <answer>COLOUR, X</answer>. "
+    f"{_RETURN}"
+)
+
 PROMPTS: dict[str, str] = {
     "top_block_stability": TOP_BLOCK_STABILITY,
     "top_block_x_only": TOP_BLOCK_X_ONLY,
@@ -96,3 +112,74 @@ def prompt_for(task: str, reasoning: bool = False) -> str:
     if task not in PROMPTS:
         raise KeyError(f"unknown task {task!r}; expected one of {sorted(PROMPTS)}")
     return reasoning_variant(PROMPTS[task]) if reasoning else PROMPTS[task]
+
+
+def _names(colours) -> str:
+    colours = list(colours)
+    if len(colours) <= 1:
+        return "".join(colours) or "none"
+    return f"{', '.join(colours[:-1])} and {colours[-1]}"
+
+
+def tower_build_prompt(colours) -> str:
+    """The first prompt of a ``TowerBuild-v0`` episode, naming the floor cubes' ``colours`` (strs)."""
+    return TOWER_BUILD.format(colours=_names(colours))
+
+
+# One sentence per outcome (DESIGN.md section 7, feedback "outcome"): what happened and the reward.
+_FEEDBACK = {
+    "stable": "The tower stood, and the reward was {reward}.",
+    "unstable": "The tower did not stand: a block fell, and the reward was {reward}.",
+    "lower": "The block came to rest lower than the top of the tower, so the tower is no taller, and the "
+             "reward was {reward}.",
+    "inside_tower": "The block would have been inside the tower, so nothing was moved, and the reward was "
+                    "{reward}.",
+    "below_floor": "The block would have been below the floor, so nothing was moved, and the reward was "
+                   "{reward}.",
+    "out_of_range": "The answer was out of range, so nothing was moved, and the reward was {reward}.",
+    "unparseable": "The answer could not be read, so nothing was moved, and the reward was {reward}.",
+    "unknown_colour": "No block of that colour could be lifted from the floor, so nothing was moved, and "
+                      "the reward was {reward}.",
+}
+
+
+def feedback_sentence(outcome: str, reward: float, simulated: bool = True) -> str:
+    """The one-sentence feedback of a turn: what happened (stood or fell) and the reward (2 decimals).
+
+    Args:
+        outcome: the turn's ``info["outcome"]`` (:data:`envs.rewards.OUTCOMES`, less the binary ones).
+        reward: the turn's reward.
+        simulated: False for an ``unstable`` x-y answer that was not simulated because the
+            block rests lower than the tower's top (nothing fell; the tower is just no taller).
+
+    Raises:
+        KeyError: an outcome without a sentence (``correct`` / ``incorrect``: binary tasks are single-step).
+    """
+    key = "lower" if outcome == "unstable" and not simulated else outcome
+    if key not in _FEEDBACK:
+        raise KeyError(f"no feedback sentence for outcome {outcome!r}; expected one of {sorted(_FEEDBACK)}")
+    return _FEEDBACK[key].format(reward=f"{reward:.2f}")
+
+
+# The instruction of every turn after the first, per protocol (DESIGN.md section 7).
+NEXT_TURN = {
+    "retry": "The blocks are back where they were in the first image. Try again: answer the same task "
+             f"in the same way. {_RETURN}",
+    "sequential": "The image shows where the blocks came to rest. Move the misplaced block again, from "
+                  f"where it is now, answering in the same way. {_RETURN}",
+    "build": "The image shows where the blocks came to rest. Blocks you can still move from the floor: "
+             f"{{colours}}. Move another block, answering as <answer>COLOUR, X</answer>. {_RETURN}",
+}
+
+
+def next_turn_prompt(interaction: str, feedback: str | None, colours=()) -> str:
+    """The prompt of a later turn: the feedback sentence (or None) and then :data:`NEXT_TURN`.
+
+    Raises:
+        KeyError: ``interaction`` is not ``retry``, ``sequential`` or ``build``.
+    """
+    if interaction not in NEXT_TURN:
+        raise KeyError(f"no next-turn prompt for interaction {interaction!r}; expected one of {sorted(NEXT_TURN)}")
+    instruction = NEXT_TURN[interaction].format(colours=_names(colours)) if interaction == "build" \
+        else NEXT_TURN[interaction]
+    return f"{feedback} {instruction}" if feedback else instruction

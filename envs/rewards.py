@@ -17,14 +17,21 @@ x-y                    below_floor                  -4
 x-y                    inside_tower                 2 exp(-d^2) - 4
 x-y                    unstable (no taller tower)   2 exp(-d^2) - 2
 x-y                    stable (taller tower)        20 exp(-d^2)
+build                  unparseable, out_of_range,   -5
+                       unknown_colour
+build                  unstable (a collapse)        -1
+build                  stable                       gain in tower height, cubes
 =====================  ===========================  =================
+
+The build rows are DESIGN.md section 7's (``TowerBuild-v0``), ours rather than the paper's.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["OUTCOMES", "ILLEGAL_OUTCOMES", "LEGAL_OUTCOMES", "binary_reward", "placement_reward", "ILLEGAL_REWARD"]
+__all__ = ["OUTCOMES", "ILLEGAL_OUTCOMES", "LEGAL_OUTCOMES", "binary_reward", "placement_reward", "build_reward",
+           "ILLEGAL_REWARD", "COLLAPSE_REWARD"]
 
 OUTCOMES = (
     "stable",
@@ -35,16 +42,18 @@ OUTCOMES = (
     "inside_tower",
     "correct",
     "incorrect",
+    "unknown_colour",
 )
 
-ILLEGAL_OUTCOMES = ("unparseable", "out_of_range", "below_floor")
+ILLEGAL_OUTCOMES = ("unparseable", "out_of_range", "below_floor", "unknown_colour")
 """Outcomes of an answer that is not legal (it did not parse, or its numbers are out of range or
 below the floor: :class:`envs.answers.ParsedAnswer` ``outcome``); an episode with one of them
 counts against the legal-answer rate."""
 LEGAL_OUTCOMES = tuple(o for o in OUTCOMES if o not in ILLEGAL_OUTCOMES)
 """The other outcomes: the answer was legal and was simulated (or, binary, judged)."""
 
-ILLEGAL_REWARD = {"unparseable": -5.0, "out_of_range": -5.0, "below_floor": -4.0}
+ILLEGAL_REWARD = {"unparseable": -5.0, "out_of_range": -5.0, "below_floor": -4.0, "unknown_colour": -5.0}
+COLLAPSE_REWARD = -1.0
 
 
 def binary_reward(outcome: str) -> float:
@@ -57,6 +66,29 @@ def binary_reward(outcome: str) -> float:
     if outcome not in table:
         raise ValueError(f"binary outcome must be one of {sorted(table)}, got {outcome!r}")
     return table[outcome]
+
+
+def build_reward(outcome: str, gain: int | None = None) -> float:
+    """Reward of one ``TowerBuild-v0`` move.
+
+    Args:
+        outcome: ``stable`` (needs ``gain``), ``unstable`` (a collapse: -1), or
+            ``unparseable``, ``out_of_range``, ``unknown_colour`` (-5).
+        gain: stable tower height after the move minus before, in cubes (an int >= 0).
+
+    Raises:
+        ValueError: unknown ``outcome``, or ``stable`` without an int ``gain`` >= 0.
+    """
+    if outcome in ("unparseable", "out_of_range", "unknown_colour"):
+        return ILLEGAL_REWARD[outcome]
+    if outcome == "unstable":
+        return COLLAPSE_REWARD
+    if outcome != "stable":
+        raise ValueError(f"build outcome must be one of stable, unstable, unparseable, out_of_range, "
+                         f"unknown_colour; got {outcome!r}")
+    if isinstance(gain, bool) or not isinstance(gain, int) or gain < 0:
+        raise ValueError(f"a stable move needs its height gain, an int >= 0 (cubes), got {gain!r}")
+    return float(gain)
 
 
 def placement_reward(outcome: str, distance: float | None = None) -> float:

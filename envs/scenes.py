@@ -14,6 +14,14 @@ Families:
   on the floor to its left or right, its centre ``|offset|`` uniform in
   [1.5, 3.5) block edges from the axis, so a move in [-600, 600] units always
   reaches the tower. The answer moves the red cube (``target``).
+* ``build`` (``TowerBuild-v0``): a grey base cube on ``x = 0`` (``target``, index 0,
+  never moved) and 2-4 coloured cubes on the floor in four slots beside it
+  (centres at ``x = +-1.75`` and ``+-3.35`` block edges, each jittered uniformly by
+  up to 0.1), edges drawn uniformly from ``sizes`` (default all 1). Answers lift a
+  floor cube by its colour and set it down (:mod:`envs.build`).
+
+Scenes reached during a multi-step episode (``info["scene_now"]``) hold the poses a
+simulation left, so a cube may carry an ``orientation`` (a fallen cube lies turned).
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Cube", "Scene", "top_block", "side_block", "PALETTE", "RED"]
+__all__ = ["Cube", "Scene", "top_block", "side_block", "tower_build", "PALETTE", "RED", "GREY", "FAMILIES",
+           "IDENTITY"]
 
 # Distinct saturated colours (RGB, 0-255), far apart in hue so that cubes can
 # be told apart by colour; red is reserved for the side-block's moved cube.
@@ -38,7 +47,14 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "cyan": (20, 190, 210),
     "magenta": (220, 30, 170),
 }
-COLOR_NAMES = {**{v: k for k, v in PALETTE.items()}, RED: "red"}
+# The base cube of TowerBuild-v0: darker than the grey floor, and never a colour an answer names.
+GREY = (90, 90, 90)
+COLOR_NAMES = {**{v: k for k, v in PALETTE.items()}, RED: "red", GREY: "grey"}
+FAMILIES = ("top_block", "side_block", "build")
+IDENTITY = (0.0, 0.0, 0.0, 1.0)  # xyzw quaternion of an upright cube
+BUILD_SLOTS = (-3.35, -1.75, 1.75, 3.35)
+BUILD_JITTER = 0.1
+BUILD_SIZE_LIMITS = (0.5, 1.2)  # edges larger than 1.2 would make neighbouring slots overlap
 
 TOP_OFFSET_RANGE = (0.05, 0.95)
 SIDE_OFFSET_RANGE = (1.5, 3.5)
@@ -53,9 +69,10 @@ class Cube:
     z: float
     size: float = 1.0
     color: tuple[int, int, int] = RED
+    orientation: tuple[float, float, float, float] = IDENTITY
 
     def overlaps(self, other: Cube, eps: float = 1e-6) -> bool:
-        """True when the two axis-aligned cubes share volume (touching is not overlapping)."""
+        """True when the two cubes, taken as axis-aligned, share volume (touching is not overlapping)."""
         reach = (self.size + other.size) / 2 - eps
         return (
             abs(self.x - other.x) < reach
@@ -68,9 +85,11 @@ class Cube:
 class Scene:
     """A JSON-serialisable scene: ``cubes`` bottom to top, ``target`` the cube an answer moves.
 
-    ``family`` is ``"top_block"`` or ``"side_block"``. For ``top_block`` every cube
-    is part of the tower and ``target`` is the top one; for ``side_block`` the
-    tower is every cube but ``target``, the cube on the floor.
+    ``family`` is one of :data:`FAMILIES`. For ``top_block`` every cube is part of
+    the tower and ``target`` is the top one; for ``side_block`` the tower is every
+    cube but ``target``, the cube on the floor (at the start; in a ``sequential``
+    episode wherever the last move left it). For ``build``, ``target`` is the base
+    cube (index 0) and :mod:`envs.build` reads the rest.
     """
 
     family: str
@@ -90,11 +109,16 @@ class Scene:
         return len(self.tower)
 
     @property
+    def top(self) -> Cube:
+        """The tower's highest cube (a tower the last move toppled need not be in list order)."""
+        return max(self.tower, key=lambda c: c.z)
+
+    @property
     def axis(self) -> float:
         """x of the support the target cube should be centred on, block edges."""
         if self.family == "top_block":
             return self.cubes[self.target - 1].x
-        return self.tower[-1].x
+        return self.top.x
 
     @property
     def offset(self) -> float:
@@ -106,21 +130,21 @@ class Scene:
         """z of the target cube's centre when it sits on top of the tower, block edges."""
         if self.family == "top_block":
             return self.cubes[self.target].z
-        top = self.tower[-1]
+        top = self.top
         return top.z + (top.size + self.cubes[self.target].size) / 2
 
     def with_target_at(self, x: float, z: float) -> Scene:
-        """A copy with the target cube's centre moved to ``(x, z)``."""
+        """A copy with the target cube's centre moved to ``(x, z)``, set down upright."""
         cubes = list(self.cubes)
-        cubes[self.target] = replace(cubes[self.target], x=float(x), z=float(z))
+        cubes[self.target] = replace(cubes[self.target], x=float(x), z=float(z), orientation=IDENTITY)
         return replace(self, cubes=tuple(cubes))
 
-    def resting_z(self, x: float, below: float = math.inf) -> float:
+    def resting_z(self, x: float, below: float = math.inf, tol: float = 1e-9) -> float:
         """Centre z at which the target cube comes to rest at ``x`` when lowered from ``below``.
 
         It rests on the highest top face of the other cubes that it overlaps in x
-        (and y) and that lies no higher than ``below`` minus half its size, or on
-        the floor (z = size / 2).
+        (and y) and that lies no higher than ``below`` minus half its size (plus
+        ``tol`` block edges), or on the floor (z = size / 2).
         """
         moved = self.cubes[self.target]
         half = moved.size / 2
@@ -130,17 +154,19 @@ class Scene:
                 continue
             reach = (c.size + moved.size) / 2 - 1e-6
             top = c.z + c.size / 2
-            if abs(c.x - x) < reach and abs(c.y - moved.y) < reach and top <= below - half + 1e-9:
+            if abs(c.x - x) < reach and abs(c.y - moved.y) < reach and top <= below - half + tol:
                 floor = max(floor, top + half)
         return floor
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form; :meth:`from_dict` inverts it exactly."""
-        return {
-            "family": self.family,
-            "target": self.target,
-            "cubes": [{**asdict(c), "color": list(c.color)} for c in self.cubes],
-        }
+        cubes = []
+        for c in self.cubes:
+            d = {**asdict(c), "color": list(c.color), "orientation": list(c.orientation)}
+            if c.orientation == IDENTITY:  # upright cubes (every initial scene) keep the short form
+                del d["orientation"]
+            cubes.append(d)
+        return {"family": self.family, "target": self.target, "cubes": cubes}
 
     @classmethod
     def from_dict(cls, data: Any) -> Scene:
@@ -156,18 +182,22 @@ class Scene:
         missing = {"family", "target", "cubes"} - set(data)
         if missing:
             raise ValueError(f"scene dict lacks keys {sorted(missing)}; pass info['scene'] unchanged")
-        if data["family"] not in ("top_block", "side_block"):
-            raise ValueError(f"scene family must be 'top_block' or 'side_block', got {data['family']!r}")
+        if data["family"] not in FAMILIES:
+            raise ValueError(f"scene family must be one of {FAMILIES}, got {data['family']!r}")
         try:
             cubes = tuple(
                 Cube(float(c["x"]), float(c["y"]), float(c["z"]), float(c["size"]),
-                     tuple(int(v) for v in c["color"]))  # type: ignore[arg-type]
+                     tuple(int(v) for v in c["color"]),  # type: ignore[arg-type]
+                     tuple(float(v) for v in c.get("orientation", IDENTITY)))  # type: ignore[arg-type]
                 for c in data["cubes"]
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"bad cube in scene: {exc!r}; each cube needs x, y, z, size, color") from exc
+        if any(len(c.orientation) != 4 for c in cubes):
+            raise ValueError("a cube's orientation must be an xyzw quaternion of 4 numbers")
         target = int(data["target"])
-        if not 0 <= target < len(cubes) or (data["family"] == "top_block" and target == 0):
+        if not 0 <= target < len(cubes) or (data["family"] == "top_block" and target == 0) or (
+                data["family"] == "build" and target != 0):
             raise ValueError(f"scene target {target} does not name a movable cube of {len(cubes)}")
         return cls(data["family"], cubes, target)
 
@@ -213,3 +243,32 @@ def side_block(rng: np.random.Generator, n_blocks: tuple[int, int] = (1, 3)) -> 
     side = magnitude if rng.random() < 0.5 else -magnitude
     cubes = tuple(Cube(0.0, 0.0, i + 0.5, 1.0, colors[i]) for i in range(n))
     return Scene("side_block", cubes + (Cube(side, 0.0, 0.5, 1.0, RED),), n)
+
+
+def tower_build(rng: np.random.Generator, n_blocks: tuple[int, int] = (2, 4),
+                sizes: tuple[float, float] = (1.0, 1.0)) -> Scene:
+    """A ``build`` scene drawn from ``rng``: the grey base cube and ``n`` coloured floor cubes.
+
+    Args:
+        n_blocks: ``(min, max)`` coloured cubes, within [1, 4] (one per slot).
+        sizes: ``(min, max)`` edge of the coloured cubes in block edges, within
+            :data:`BUILD_SIZE_LIMITS`; the base cube is always 1.
+
+    Raises:
+        ValueError: ``n_blocks`` or ``sizes`` out of range.
+    """
+    _check_range(n_blocks, 1, len(BUILD_SLOTS))
+    lo, hi = (float(v) for v in sizes)
+    if not BUILD_SIZE_LIMITS[0] <= lo <= hi <= BUILD_SIZE_LIMITS[1]:
+        raise ValueError(f"sizes must satisfy {BUILD_SIZE_LIMITS[0]} <= min <= max <= {BUILD_SIZE_LIMITS[1]} "
+                         f"block edges, got {sizes}")
+    n = int(rng.integers(n_blocks[0], n_blocks[1] + 1))
+    colors = [PALETTE[k] for k in PALETTE] + [RED]
+    chosen = [colors[i] for i in rng.choice(len(colors), size=n, replace=False)]
+    slots = sorted(rng.choice(len(BUILD_SLOTS), size=n, replace=False))
+    cubes = [Cube(0.0, 0.0, 0.5, 1.0, GREY)]
+    for slot, color in zip(slots, chosen):
+        size = float(rng.uniform(lo, hi)) if hi > lo else lo
+        x = BUILD_SLOTS[slot] + float(rng.uniform(-BUILD_JITTER, BUILD_JITTER))
+        cubes.append(Cube(x, 0.0, size / 2, size, color))
+    return Scene("build", tuple(cubes), 0)

@@ -1,4 +1,4 @@
-"""The block-tower environment: one class, the four tasks of the paper as variants."""
+"""The block-tower environment: one class, the four tasks of the paper and TowerBuild-v0 as variants."""
 
 from __future__ import annotations
 
@@ -10,37 +10,48 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from . import build as build_lib
 from . import scenes as scene_lib
 from .answers import completion_space, parse_answer
 from .physics import Verdict, World
-from .prompts import prompt_for
-from .rewards import ILLEGAL_REWARD, binary_reward, placement_reward
+from .prompts import prompt_for, reasoning_variant, tower_build_prompt
+from .protocols import SUCCESS_DISTANCE, EpisodeProtocol, check_protocol, history_space
+from .rewards import ILLEGAL_REWARD, binary_reward, build_reward, placement_reward
 from .scenes import Scene
 
-__all__ = ["TowerEnv", "TASKS"]
+__all__ = ["TowerEnv", "TASKS", "ALL_TASKS"]
 
-# task -> (scene family, answer format, default n_blocks range of the tower)
+# The paper's four tasks: task -> (scene family, answer format, default n_blocks range of the tower).
+# Code that loops over the paper's tasks (the tiny base's format training) reads TASKS, so it stays four.
 TASKS: dict[str, tuple[str, str, tuple[int, int]]] = {
     "top_block_stability": ("top_block", "binary", (2, 4)),
     "top_block_x_only": ("top_block", "x", (2, 4)),
     "side_block_x_only": ("side_block", "x", (1, 3)),
     "side_block_xy": ("side_block", "xy", (1, 3)),
 }
+# Every task a TowerEnv takes: the paper's and TowerBuild-v0 (ours; coloured cubes, not tower cubes).
+ALL_TASKS: dict[str, tuple[str, str, tuple[int, int]]] = {**TASKS, "tower_build": ("build", "colour_x", (2, 4))}
 
-_GENERATORS = {"top_block": scene_lib.top_block, "side_block": scene_lib.side_block}
+# Block edges: resting cubes of a simulated state interpenetrate by up to ~1e-4 (measured: 2e-5 per
+# contact); placements on such a state treat that as touching, not as overlap.
+SETTLED_CONTACT_TOL = 1e-3
+
+_GENERATORS = {"top_block": scene_lib.top_block, "side_block": scene_lib.side_block,
+               "build": scene_lib.tower_build}
 
 
 class TowerEnv(gym.Env):
-    """A single-step block-tower task: look at a rendered tower, answer in text, get rewarded.
+    """A block-tower task: look at a rendered tower, answer in text, get rewarded; one turn or several.
 
     ## Description
 
     Each episode shows one seeded scene (:mod:`envs.scenes`): a tower whose top
-    cube is displaced (``top_block``), or a tower with a red cube on the floor
-    beside it (``side_block``). The agent answers once, in text, inside
-    ``<answer>...</answer>``; the answer is simulated in pybullet
-    (:mod:`envs.physics`) and the episode ends. Units: 100 answer units are one
-    block edge.
+    cube is displaced (``top_block``), a tower with a red cube on the floor
+    beside it (``side_block``), or a grey base cube with coloured cubes on the
+    floor (``build``). The agent answers in text, inside ``<answer>...</answer>``;
+    the answer is simulated in pybullet (:mod:`envs.physics`). A single-step
+    episode ends there; a multi-step one (``interaction``, :mod:`envs.protocols`)
+    goes on for up to ``max_turns`` turns. Units: 100 answer units are one block edge.
 
     ## Tasks (``task`` kwarg; one registered id each)
 
@@ -51,6 +62,9 @@ class TowerEnv(gym.Env):
       it is set on top of the tower at its new x (and falls if it misses).
     * ``side_block_xy`` (``SideBlockXY-v0``): move the red cube by x in [-600, 600] and
       up in [0, 1000]; it then comes to rest on whatever is below that point.
+    * ``tower_build`` (``TowerBuild-v0``, always multi-step): ``COLOUR, X`` lifts that
+      floor cube and sets it down at X in [-600, 600] from the base cube's centre
+      (:mod:`envs.build`).
 
     ## Action Space
 
@@ -64,9 +78,12 @@ class TowerEnv(gym.Env):
 
     ## Observation Space
 
-    ``Dict(image=Box(0, 255, (image_size, image_size, 3), uint8), prompt=Text)``.
-    The observation returned by ``step`` is the one from ``reset`` (the episode
-    has ended); the simulated result is in ``info`` and in ``render()``.
+    Single-step: ``Dict(image=Box(0, 255, (image_size, image_size, 3), uint8), prompt=Text)``;
+    the observation returned by ``step`` is the one from ``reset`` (the episode has
+    ended); the simulated result is in ``info`` and in ``render()``. Multi-step adds
+    ``history``: a ``Sequence`` (tuple) of the earlier turns, each
+    ``Dict(image, prompt, answer)``, oldest first, so a chat is rebuilt exactly from
+    one observation; ``image`` and ``prompt`` are this turn's (see :mod:`envs.protocols`).
 
     ## Rewards
 
@@ -74,40 +91,57 @@ class TowerEnv(gym.Env):
     stands, 2 exp(-d^2) - 2 if anything falls, -5 for unparseable or
     out-of-range answers; x-y adds -4 below the floor and 2 exp(-d^2) - 4 inside
     the tower. ``d``: block edges between the moved cube (as answered) and the
-    centred position on top of the tower.
+    centred position on top of the tower. Build: the gain in stable tower height
+    (cubes), -1 for a collapse, -5 for an unparseable answer, an x out of range or
+    an unknown colour. Every turn of a multi-step episode earns the reward of its
+    answer on the state it acts on, exactly as a single step would.
 
     ## Episode End
 
-    ``terminated=True`` after the one answer; ``truncated`` is always False.
-    :meth:`judge` scores an answer without ending the episode, so a group of
-    answers to one scene (GRPO) costs one reset.
+    Single-step: ``terminated=True`` after the one answer; ``truncated`` is always
+    False. Multi-step: ``terminated`` on success (and, build, on a collapse or when no
+    cube is left to lift), ``truncated`` after ``max_turns`` turns otherwise.
+    :meth:`judge` scores an answer on the current state without taking a turn, so a
+    group of answers to one state (GRPO) costs one reset.
 
     ## Info
 
-    After ``reset``: ``task`` and ``answer_format`` (``binary``, ``x`` or ``xy``),
-    ``scene`` (JSON-serialisable; ``reset(options={"scene": ...})``
-    replays it exactly), ``offset`` (target cube's x offset from the tower axis,
-    block edges), ``n_blocks`` (cubes in the tower), ``optimal_action`` (the
-    answer text an oracle gives; read from the privileged scene), and
-    ``stable_initially`` (simulated verdict of the scene as shown). After
+    After ``reset``: ``task`` and ``answer_format`` (``binary``, ``x``, ``xy`` or
+    ``colour_x``), ``scene`` (the initial scene, JSON-serialisable;
+    ``reset(options={"scene": ...})`` replays it exactly), ``offset`` (target cube's
+    x offset from the tower axis, block edges; None for build), ``n_blocks`` (cubes in
+    the tower; build: coloured cubes), ``optimal_action`` (the answer text an oracle
+    gives for the state the next answer acts on; read from the privileged scene),
+    and ``stable_initially`` (simulated verdict of the scene as shown). After
     ``step`` also: ``parsed_action``, ``parse_error``, ``outcome`` (see
     :data:`envs.rewards.OUTCOMES`), ``distance`` (``d``, or None),
     ``stable_after`` (verdict after the answer, or None when nothing was
-    simulated) and ``sim_steps``.
+    simulated) and ``sim_steps``. Multi-step, after ``reset`` and every ``step``:
+    ``interaction``, ``max_turns``, ``attempt`` (turns answered, 1-based; 0 after
+    reset), ``success``, ``scene_now`` (the state the next turn acts on); build adds
+    ``movable_colours`` and, after a step, ``tower_height`` and ``gain``.
 
     ## Arguments
 
-    * ``task``: one of :data:`TASKS`.
+    * ``task``: one of :data:`ALL_TASKS`.
     * ``render_mode``: None or ``"rgb_array"`` (the current state; after a step,
       the answer's result simulated to rest).
-    * ``prompt``: replaces the task's prompt (used verbatim).
+    * ``prompt``: replaces the task's (first turn's) prompt, used verbatim.
     * ``reasoning``: use the long-reasoning prompt variant.
     * ``image_size``: side of the square image, pixels (default 256).
-    * ``n_blocks``: ``(min, max)`` cubes in the tower.
+    * ``n_blocks``: ``(min, max)`` cubes in the tower (build: coloured cubes, within [1, 4]).
+    * ``interaction``: ``"single"`` (default), ``"retry"``, ``"sequential"``; build is
+      always ``"build"`` (:mod:`envs.protocols` says which task takes which).
+    * ``max_attempts`` (retry) / ``max_moves`` (sequential, build): the turn limit K
+      (defaults 3, 3, 6).
+    * ``feedback``: ``"outcome"`` (default), ``"image"`` or ``"none"``.
+    * ``success_distance``: block edges from the optimum that count as success (0.25).
+    * ``sizes``: build only, ``(min, max)`` edge of the coloured cubes (default ``(1, 1)``).
 
     ## Version History
 
-    * v0: first version.
+    * v0: first version; multi-step protocols and TowerBuild-v0 added without
+      changing any single-step episode.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
@@ -120,37 +154,56 @@ class TowerEnv(gym.Env):
         reasoning: bool = False,
         image_size: int = 256,
         n_blocks: tuple[int, int] | None = None,
+        interaction: str | None = None,
+        max_attempts: int | None = None,
+        max_moves: int | None = None,
+        feedback: str = "outcome",
+        success_distance: float = SUCCESS_DISTANCE,
+        sizes: tuple[float, float] | None = None,
     ) -> None:
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
+        if task not in ALL_TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {sorted(ALL_TASKS)}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if not isinstance(image_size, int) or not 16 <= image_size <= 2048:
             raise ValueError(f"image_size must be an int in [16, 2048], got {image_size!r}")
         self.task = task
-        self.family, self.answer_format, default_blocks = TASKS[task]
+        self.family, self.answer_format, default_blocks = ALL_TASKS[task]
+        self.interaction, self.max_turns = check_protocol(task, interaction, max_attempts, max_moves,
+                                                          feedback, success_distance)
+        self.feedback = feedback
         self.n_blocks = tuple(n_blocks) if n_blocks is not None else default_blocks
+        if sizes is not None and self.family != "build":
+            raise ValueError(f"sizes applies to TowerBuild-v0 (task 'tower_build') only, not {task!r}")
+        self._generator_kwargs = {"sizes": tuple(sizes)} if sizes is not None else {}
         # Fail now, not at the first reset, on a bad range.
-        _GENERATORS[self.family](np.random.default_rng(0), self.n_blocks)
+        _GENERATORS[self.family](np.random.default_rng(0), self.n_blocks, **self._generator_kwargs)
         self.render_mode = render_mode
         self.image_size = image_size
-        self.prompt = prompt if prompt is not None else prompt_for(task, reasoning)
-        charset = "".join(sorted(set(string.printable) | set(self.prompt)))
-        self.observation_space = spaces.Dict(
-            {
-                "image": spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
-                "prompt": spaces.Text(max_length=max(4096, len(self.prompt)), charset=charset),
-            }
-        )
+        self.reasoning = reasoning
+        # The build prompt names the episode's colours: made at reset unless given.
+        self._prompt_override = prompt
+        self.prompt = prompt if prompt is not None or self.family == "build" else prompt_for(task, reasoning)
+        charset = "".join(sorted(set(string.printable) | set(self.prompt or "")))
+        image_space = spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+        prompt_space = spaces.Text(max_length=max(4096, len(self.prompt or "")), charset=charset)
+        obs_spaces = {"image": image_space, "prompt": prompt_space}
+        self._protocol: EpisodeProtocol | None = None
+        if self.interaction != "single":
+            obs_spaces["history"] = history_space(image_space, prompt_space)
+            self._protocol = EpisodeProtocol(self.interaction, self.max_turns, feedback, success_distance)
+        self.observation_space = spaces.Dict(obs_spaces)
         self.action_space = completion_space()
         self._world = World()
-        self._scene: Scene | None = None
+        self._start: Scene | None = None  # the episode's initial scene
+        self._scene: Scene | None = None  # the state the next answer acts on
         self._obs: dict[str, Any] | None = None
         self._initial: Verdict | None = None
         self._done = True
         # After an answer: (scene that render() shows, simulate it to rest first?); None before.
         self._result: tuple[Scene, bool] | None = None
         self._result_loaded = False
+        self._result_settled = False
         self._frame: np.ndarray | None = None
 
     # -- Gymnasium API ---------------------------------------------------
@@ -170,34 +223,50 @@ class TowerEnv(gym.Env):
                     f"options['scene'] is a {scene.family!r} scene; {self.task!r} needs {self.family!r}"
                 )
         else:
-            scene = _GENERATORS[self.family](self.np_random, self.n_blocks)
-        self._scene = scene
+            scene = _GENERATORS[self.family](self.np_random, self.n_blocks, **self._generator_kwargs)
+        self._start = self._scene = scene
         self._world.load(scene)
         image = self._world.render(self.image_size, self.image_size)
         initial = self._world.settle()
-        self._obs = {"image": image, "prompt": self.prompt}
         self._initial = initial
         self._done = False
+        prompt = self.prompt
+        if self.family == "build" and self._prompt_override is None:
+            prompt = tower_build_prompt(self.movable_colours())
+            prompt = reasoning_variant(prompt) if self.reasoning else prompt
+        self._obs = {"image": image, "prompt": prompt}
         # Nothing answered yet: render() shows the observation. The world holds the initial scene.
         self._result, self._result_loaded, self._frame = None, True, None
-        return self._copy_obs(), self._episode_info()
+        info = self._episode_info()
+        if self._protocol is None:
+            return self._copy_obs(), info
+        self._protocol.reset()
+        info.update(self._protocol.info(self))
+        if self.family == "build":
+            info["movable_colours"] = self.movable_colours()
+        return self._protocol.observation(image, prompt), info
 
     def step(self, action: str) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
-        """Judge ``action`` (any ``str``), simulate its result, end the episode.
+        """Judge ``action`` (any ``str``) on the current state and simulate its result: the one
+        turn of a single-step episode, or the next turn of a multi-step one.
 
         Raises:
             RuntimeError: called before ``reset`` or after the episode ended.
         """
-        reward, info = self.judge(action)
-        self._done = True
-        return self._copy_obs(), reward, True, False, info
+        if self._protocol is None:
+            reward, info = self.judge(action)
+            self._done = True
+            return self._copy_obs(), reward, True, False, info
+        obs, reward, terminated, truncated, info = self._protocol.step(self, action)
+        self._done = terminated or truncated
+        return obs, reward, terminated, truncated, info
 
     def judge(self, action: str) -> tuple[float, dict[str, Any]]:
-        """Reward and ``info`` of ``action`` on this episode's scene, without ending the episode.
+        """Reward and ``info`` of ``action`` on the current state, without taking a turn.
 
-        ``step`` is ``judge`` plus the end of the episode. Scoring a group of
-        answers to one scene (a GRPO group) calls ``judge`` once per answer: the
-        scene is neither regenerated nor rendered again. Each call is
+        ``step`` is ``judge`` plus the turn (and the end of a single-step episode).
+        Scoring a group of answers to one state (a GRPO group) calls ``judge`` once
+        per answer: the scene is neither regenerated nor rendered again. Each call is
         independent of the others; ``render()`` afterwards shows the last one.
 
         Raises:
@@ -210,11 +279,14 @@ class TowerEnv(gym.Env):
         info = self._episode_info()
         info.update(parsed_action=parsed.value, parse_error=parsed.error, distance=None,
                     stable_after=None, sim_steps=0)
-        self._result, self._result_loaded = (self._scene, True), False
+        self._result, self._result_loaded, self._result_settled = (self._scene, True), False, False
         if self.answer_format == "binary":
             reward, outcome = self._judge_binary(parsed.value)
         elif not parsed.legal:
             reward, outcome = ILLEGAL_REWARD[parsed.outcome], parsed.outcome
+        elif self.answer_format == "colour_x":
+            reward, outcome, extra = self._judge_build(parsed.value)
+            info.update(extra)
         else:
             reward, outcome, extra = self._judge_placement(parsed.value)
             info.update(extra)
@@ -224,7 +296,7 @@ class TowerEnv(gym.Env):
     def render(self) -> np.ndarray | None:
         """``(image_size, image_size, 3)`` uint8 of the current state, or None without a render mode.
 
-        Before the answer: the scene as observed. After it: the answer's result,
+        Before the first answer: the scene as observed. After an answer: its result,
         simulated until everything is at rest.
         """
         if self.render_mode is None:
@@ -234,18 +306,65 @@ class TowerEnv(gym.Env):
             raise RuntimeError("render() before reset()")
         if self._result is None:
             return self._obs["image"].copy()
-        if self._frame is None:
-            scene, simulate = self._result
-            if not self._result_loaded:
-                self._world.load(scene)
-                self._result_loaded = True
-            if simulate:
-                self._world.settle(stop_on_motion=False)
-            self._frame = self._world.render(self.image_size, self.image_size)
-        return self._frame.copy()
+        return self.result_frame().copy()
 
     def close(self) -> None:
         self._world.close()
+
+    # -- the state, for the protocols (envs.protocols) --------------------
+    @property
+    def state(self) -> Scene:
+        """The scene the next answer acts on (the initial scene until a move changes it)."""
+        assert self._scene is not None
+        return self._scene
+
+    def set_state(self, scene: Scene) -> None:
+        self._scene = scene
+
+    def current_observation(self) -> dict[str, Any]:
+        """This turn's ``{"image", "prompt"}`` (not copied)."""
+        assert self._obs is not None
+        return self._obs
+
+    def set_observation(self, obs: dict[str, Any]) -> None:
+        self._obs = obs
+
+    def settle_result(self) -> None:
+        """Simulate the last answer's result until everything is at rest (at most once per answer)."""
+        assert self._result is not None
+        scene, simulate = self._result
+        if not self._result_loaded:
+            self._world.load(scene)
+            self._result_loaded = True
+        if simulate and not self._result_settled:
+            self._world.settle(stop_on_motion=False)
+        self._result_settled = True
+
+    def result_frame(self) -> np.ndarray:
+        """The last answer's result at rest, ``(image_size, image_size, 3)`` uint8 (cached; not a copy)."""
+        if self._frame is None:
+            self.settle_result()
+            self._frame = self._world.render(self.image_size, self.image_size)
+        return self._frame
+
+    def world_state(self) -> Scene:
+        """The settled result as a scene: the poses the simulation left (side block: tower bottom to
+        top by height, then the red cube, so that ``Scene.tower`` and ``Scene.target`` keep their meaning)."""
+        scene = self._world.scene_now()
+        if scene.family != "side_block":
+            return scene
+        tower = sorted(scene.tower, key=lambda c: c.z)
+        return Scene(scene.family, (*tower, scene.cubes[scene.target]), len(tower))
+
+    def movable_colours(self) -> list[str]:
+        """Build: the colours of the cubes a move can lift now (:func:`envs.build.movable`); else []."""
+        if self.family != "build":
+            return []
+        return [build_lib.colour_name(self.state.cubes[i].color) for i in build_lib.movable(self.state)]
+
+    def optimal_action(self) -> str:
+        """The oracle's answer for the current state."""
+        return self._optimal_action(self.state, self._initial)
 
     # -- judging ---------------------------------------------------------
     def _judge_binary(self, value: str | None) -> tuple[float, str]:
@@ -260,9 +379,27 @@ class TowerEnv(gym.Env):
         self._result, self._result_loaded = (scene, True), True
         return self._world.settle()
 
+    def _judge_build(self, value: tuple[str, int]) -> tuple[float, str, dict[str, Any]]:
+        colour, x = value
+        scene = self.state
+        free = {build_lib.colour_name(scene.cubes[i].color): i for i in build_lib.movable(scene)}
+        before = len(build_lib.tower_stack(scene))
+        extra: dict[str, Any] = {"tower_height": before, "gain": 0}
+        if colour not in free:
+            extra["parse_error"] = (f"no block of colour {colour!r} can be lifted from the floor "
+                                    f"(movable: {sorted(free) or 'none'})")
+            return build_reward("unknown_colour"), "unknown_colour", extra
+        placed = build_lib.place(scene, free[colour], x / 100.0)
+        verdict = self._simulate(placed)
+        extra.update(stable_after=verdict.stable, sim_steps=verdict.steps)
+        if not verdict.stable:
+            return build_reward("unstable"), "unstable", extra
+        after = len(build_lib.tower_stack(placed))
+        extra.update(tower_height=after, gain=after - before)
+        return build_reward("stable", after - before), "stable", extra
+
     def _judge_placement(self, value: int | tuple[int, int]) -> tuple[float, str, dict[str, Any]]:
-        scene = self._scene
-        assert scene is not None
+        scene = self.state
         target = scene.cubes[scene.target]
         if self.answer_format == "x":
             x = target.x + value / 100.0
@@ -276,11 +413,13 @@ class TowerEnv(gym.Env):
         x, z = target.x + dx / 100.0, target.z + up / 100.0
         distance = math.hypot(x - scene.axis, z - scene.goal_z)
         requested = scene.with_target_at(x, z)
-        if any(requested.cubes[requested.target].overlaps(c)
+        # A state a simulation left has its resting contacts sunk by ~1e-4 edges: within that, touching.
+        tol = 1e-6 if scene is self._start else SETTLED_CONTACT_TOL
+        if any(requested.cubes[requested.target].overlaps(c, eps=tol)
                for i, c in enumerate(requested.cubes) if i != requested.target):
             self._result, self._result_loaded = (requested, False), False
             return placement_reward("inside_tower", distance), "inside_tower", {"distance": distance}
-        rest_z = scene.resting_z(x, below=z)
+        rest_z = scene.resting_z(x, below=z, tol=1e-9 if scene is self._start else SETTLED_CONTACT_TOL)
         placed = scene.with_target_at(x, rest_z)
         if abs(rest_z - scene.goal_z) > 1e-6:
             # It rests on the floor (or lower than the top): no taller tower, whatever the physics.
@@ -292,24 +431,27 @@ class TowerEnv(gym.Env):
 
     def _episode_info(self) -> dict[str, Any]:
         # Built anew on every call: callers keep and mutate infos.
-        scene = self._scene
+        start = self._start
+        build = self.family == "build"
         return {
             "task": self.task,
             "answer_format": self.answer_format,
-            "scene": scene.to_dict(),
-            "offset": scene.offset,
-            "n_blocks": scene.n_blocks,
+            "scene": start.to_dict(),
+            "offset": None if build else start.offset,
+            "n_blocks": len(start.cubes) - 1 if build else start.n_blocks,
             "stable_initially": self._initial.stable,
-            "optimal_action": self._optimal_action(scene, self._initial),
+            "optimal_action": self._optimal_action(self.state, self._initial),
         }
 
     def _optimal_action(self, scene: Scene, initial: Verdict) -> str:
         if self.answer_format == "binary":
             return f"<answer>{'Yes' if initial.stable else 'No'}</answer>"
-        dx = int(round(-scene.offset * 100))
+        if self.answer_format == "colour_x":
+            return build_lib.optimal_answer(scene)
+        dx = int(np.clip(round(-scene.offset * 100), -600, 600))
         if self.answer_format == "x":
             return f"<answer>{dx}</answer>"
-        up = int(round((scene.goal_z - scene.cubes[scene.target].z) * 100))
+        up = int(np.clip(round((scene.goal_z - scene.cubes[scene.target].z) * 100), 0, 1000))
         return f"<answer>{dx}, {up}</answer>"
 
     def _copy_obs(self) -> dict[str, Any]:

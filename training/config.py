@@ -28,6 +28,7 @@ from .config_rules import (
     apply_override,
     check_env_id,
     check_env_kwargs,
+    check_single_step,
     close_matches,
     coerce,
     fail,
@@ -259,6 +260,8 @@ class TrainConfig:
             self.env_mix = {k: float(v) for k, v in self.env_mix.items()}
         for env_id in self.env_weights if self.env_kwargs else ():
             check_env_kwargs(env_id, self.env_kwargs, gym)
+        for env_id in self.env_weights:
+            check_single_step(env_id, self.env_kwargs or {}, gym)
 
     # -- derived quantities -------------------------------------------------------------------
 
@@ -305,7 +308,9 @@ class TrainConfig:
             kwargs["backend_options"] = {
                 "max_lora_rank": engine_lora_rank(self.lora_r), "enforce_eager": self.vllm_enforce_eager,
                 "gpu_memory_utilization": self.vllm_gpu_memory_utilization, "enable_sleep_mode": self.vllm_sleep_mode,
-                "max_model_len": self.vllm_max_model_len or None, "seed": self.seed}
+                "max_model_len": self.vllm_max_model_len or None, "seed": self.seed,
+                # Single-step rollouts: one image per prompt, so vLLM budgets no multi-image encoder cache.
+                "max_images_per_prompt": 1}
             if self.train_vision:  # else vLLM silently serves the vision encoder without its adapter
                 kwargs["backend_options"]["enable_tower_connector_lora"] = True
         return kwargs

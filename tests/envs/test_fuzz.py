@@ -51,3 +51,32 @@ def test_any_string_is_an_outcome_never_an_error(episode, answer):
     assert isinstance(reward, float) and math.isfinite(reward)
     assert info["outcome"] in OUTCOMES
     assert (info["parse_error"] is None) == (info["parsed_action"] is not None)
+
+
+_colour_tagged = st.builds(
+    lambda a, colour, sep, number: f"{a}<answer>{colour}{sep}{number}</answer>",
+    st.text(max_size=10), st.one_of(st.sampled_from(["green", "RED", "grey", "none", "blue", ""]), st.text(max_size=8)),
+    st.sampled_from([", ", " ", ",", ";", ""]), _numbers,
+)
+TURN_ANSWERS = st.one_of(ANSWERS, _colour_tagged)
+
+
+@pytest.fixture(scope="module", params=envs.MULTI_STEP_ENV_IDS)
+def multi_step(request):
+    return gym.make(request.param)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(answers=st.lists(TURN_ANSWERS, min_size=1, max_size=6), seed=st.integers(0, 3))
+def test_any_string_at_any_turn_is_an_outcome_never_an_error(multi_step, answers, seed):
+    """About 500 episodes of up to 6 turns per id: well over a thousand arbitrary strings each."""
+    env = multi_step
+    _, info = env.reset(seed=seed)
+    for turn, answer in enumerate(answers, start=1):
+        obs, reward, terminated, truncated, info = env.step(answer)
+        assert isinstance(reward, float) and math.isfinite(reward)
+        assert info["outcome"] in OUTCOMES and info["attempt"] == turn
+        assert len(obs["history"]) == turn and obs["history"][-1]["answer"] == answer
+        assert env.observation_space["image"].contains(obs["image"])
+        if terminated or truncated:
+            break

@@ -6,6 +6,7 @@ import pytest
 
 from envs.answers import parse_answer
 from envs.rewards import (
+    build_reward,
     ILLEGAL_OUTCOMES,
     ILLEGAL_REWARD,
     LEGAL_OUTCOMES,
@@ -62,14 +63,30 @@ def test_unknown_outcomes_raise():
 
 def test_outcome_names_are_the_contract():
     assert set(OUTCOMES) == {"stable", "unstable", "unparseable", "out_of_range", "below_floor",
-                             "inside_tower", "correct", "incorrect"}
+                             "inside_tower", "correct", "incorrect", "unknown_colour"}
 
 
 def test_illegal_outcomes_are_the_parsers_and_the_rest_are_legal():
-    assert ILLEGAL_OUTCOMES == ("unparseable", "out_of_range", "below_floor")
+    assert ILLEGAL_OUTCOMES == ("unparseable", "out_of_range", "below_floor", "unknown_colour")
     assert set(ILLEGAL_OUTCOMES) == set(ILLEGAL_REWARD)
     assert set(ILLEGAL_OUTCOMES) | set(LEGAL_OUTCOMES) == set(OUTCOMES)
     assert not set(ILLEGAL_OUTCOMES) & set(LEGAL_OUTCOMES)
     # every outcome the parser gives an answer it rejects is illegal
     for text, fmt in (("no tags", "x"), ("<answer>601</answer>", "x"), ("<answer>0, -5</answer>", "xy")):
         assert parse_answer(text, fmt).outcome in ILLEGAL_OUTCOMES
+
+
+@pytest.mark.parametrize("outcome, gain, expected", [
+    ("stable", 0, 0.0), ("stable", 1, 1.0), ("stable", 3, 3.0),
+    ("unstable", None, -1.0), ("unstable", 2, -1.0),
+    ("unparseable", None, -5.0), ("out_of_range", None, -5.0), ("unknown_colour", None, -5.0),
+])
+def test_build_reward_table(outcome, gain, expected):
+    assert build_reward(outcome, gain) == expected
+
+
+@pytest.mark.parametrize("outcome, gain", [("stable", None), ("stable", -1), ("stable", 1.5), ("stable", True),
+                                           ("below_floor", None), ("inside_tower", 0), ("correct", None)])
+def test_build_reward_rejects_bad_input(outcome, gain):
+    with pytest.raises(ValueError):
+        build_reward(outcome, gain)

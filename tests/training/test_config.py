@@ -113,7 +113,11 @@ INVALID = [
     (dict(env_mix={"TopBlockXOnly-v0": -1.0}), "must be a number > 0; got -1.0"),
     (dict(env_mix={}), "env_mix must be None or a non-empty"),
     (dict(env_kwargs={"img_size": 112}), "env_kwargs key 'img_size' is not an argument of TopBlockXOnly-v0 "
-                                         "(did you mean 'image_size'?)"),
+                                         "(did you mean 'image_size'"),
+    (dict(env_id="TopBlockXOnly-Retry-v0"), "TopBlockXOnly-Retry-v0 (interaction='retry') is a multi-step env; "
+                                            "the trainer learns from single-step episodes only"),
+    (dict(env_kwargs={"interaction": "retry"}), "is a multi-step env"),
+    (dict(env_id="TowerBuild-v0"), "TowerBuild-v0 (interaction='build') is a multi-step env"),
     (dict(mix_schedule="random"), "mix_schedule must be one of ['interleaved', 'blocked']"),
     (dict(clip_eps_low=0.0), "clip_eps_low must be in (0, 1)"),
     (dict(clip_eps_high=1.5), "clip_eps_high must be in (0, 1)"),
@@ -201,7 +205,8 @@ def test_the_engine_lora_rank_follows_lora_r(lora_r, engine_rank):
     options = TrainConfig(backend="vllm", device="cuda:1", lora_r=lora_r, lora_alpha=lora_r, vllm_max_model_len=4096,
                           vllm_enforce_eager=False).agent_kwargs()["backend_options"]
     assert options == {"max_lora_rank": engine_rank, "enforce_eager": False, "gpu_memory_utilization": 0.3,
-                       "enable_sleep_mode": False, "max_model_len": 4096, "seed": 0}
+                       "enable_sleep_mode": False, "max_model_len": 4096, "seed": 0,
+                       "max_images_per_prompt": 1}
     vision = TrainConfig(backend="vllm", lora_r=lora_r, lora_alpha=lora_r, train_vision=True).agent_kwargs()
     assert vision["backend_options"]["enable_tower_connector_lora"] is True  # else vLLM ignores the vision adapter
 

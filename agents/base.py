@@ -1,7 +1,8 @@
 """The Agent protocol: anything with ``act`` plugs into evaluation and training.
 
 Observations are the environments' observations (``{"image": (H, W, 3) uint8,
-"prompt": str}``). :func:`evaluation.evaluate` adds one key, ``"info"``: the
+"prompt": str}``; multi-step episodes add ``"history"``, the earlier turns, each
+``{"image", "prompt", "answer"}``: DESIGN.md section 7). :func:`evaluation.evaluate` adds one key, ``"info"``: the
 ``info`` dict that ``reset`` returned for that episode. It holds privileged
 ground truth (the scene, ``optimal_action``) next to harmless metadata
 (``task``, ``answer_format``); only reference agents such as
@@ -14,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from envs.prompts import LERER, PROMPTS, reasoning_variant
-from envs.tower_env import TASKS
+from envs.prompts import LERER, PROMPTS, TOWER_BUILD, reasoning_variant
+from envs.tower_env import ALL_TASKS as TASKS
 
 __all__ = ["Agent", "Observation", "task_of", "decoding_of"]
 
@@ -39,17 +40,22 @@ class Agent(Protocol):
 
 
 def task_of(observation: Mapping[str, Any]) -> tuple[str, str | None]:
-    """``(answer_format, scene family or None)`` from ``info`` if present, else from the prompt text."""
+    """``(answer_format, scene family or None)`` from ``info`` if present, else from the prompt text
+    (of the first turn, in a multi-step episode: later turns' prompts do not restate the task)."""
     info = observation.get("info")
     info = info if isinstance(info, Mapping) else {}
     task = info.get("task")
     fmt = info.get("answer_format")
-    prompt = observation.get("prompt")
+    history = observation.get("history") or ()
+    first = history[0] if history and isinstance(history[0], Mapping) else observation
+    prompt = first.get("prompt")
     prompt = prompt if isinstance(prompt, str) else ""
     if task not in TASKS:
         task = next((t for t, text in PROMPTS.items()
                      if prompt.startswith(text) or prompt.startswith(reasoning_variant(text))), None)
-    if fmt not in ("binary", "x", "xy"):
+    if task not in TASKS and prompt.startswith(TOWER_BUILD.partition("{colours}")[0]):
+        task = "tower_build"
+    if fmt not in ("binary", "x", "xy", "colour_x"):
         if task in TASKS:
             fmt = TASKS[task][1]
         elif prompt.startswith(LERER):

@@ -7,7 +7,8 @@ on ``TopBlockXOnly-v0`` keeps every stable tower stable and scores about 9 of 20
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from envs.answers import sample_legal_answer
 
 from .base import Observation, task_of
 
-__all__ = ["RandomAgent", "ConstantAgent", "OracleAgent"]
+__all__ = ["RandomAgent", "ConstantAgent", "OracleAgent", "RepeatAgent"]
 
 
 class RandomAgent:
@@ -23,7 +24,9 @@ class RandomAgent:
 
     The answer format comes from ``observation["info"]["answer_format"]`` when
     present, else from the prompt (:func:`agents.base.task_of`); ``answer_format``
-    overrides both.
+    overrides both. ``TowerBuild-v0`` (``colour_x``): a colour of
+    ``info["movable_colours"]`` (the cubes on the floor, as visible as in the image)
+    when present, else any colour a cube can have, and x uniform in [-600, 600].
 
     Args:
         seed: seeds ``numpy.random.default_rng``; the same seed and observations
@@ -36,10 +39,12 @@ class RandomAgent:
         self.answer_format = answer_format
 
     def act(self, observations: Sequence[Observation]) -> list[str]:
-        return [
-            sample_legal_answer(self.answer_format or task_of(obs)[0], self.rng)
-            for obs in observations
-        ]
+        answers = []
+        for obs in observations:
+            fmt = self.answer_format or task_of(obs)[0]
+            info = obs.get("info") if isinstance(obs.get("info"), Mapping) else {}
+            answers.append(sample_legal_answer(fmt, self.rng, info.get("movable_colours")))
+        return answers
 
 
 class ConstantAgent:
@@ -79,3 +84,55 @@ class OracleAgent:
                 )
             answers.append(info["optimal_action"])
         return answers
+
+
+class RepeatAgent:
+    """Wraps any agent and answers every turn as it answered the first: the reference that ignores feedback.
+
+    DESIGN.md section 7: an agent that ignores feedback repeats attempt 1's
+    distribution. At a later turn of a multi-step episode the wrapped agent is asked
+    the first turn's question again (the first turn's image and prompt, no history,
+    and the ``task`` / ``answer_format`` of ``info`` only, never its privileged keys),
+    so a sampling agent draws a fresh answer from its turn-1 distribution and a
+    deterministic one (perceive-then-simulate) gives the same answer every turn. With
+    ``resample=False`` it copies its first answer from the history instead (for a
+    sampling agent, the same answer every turn). Single-step observations and first
+    turns go to the wrapped agent unchanged; one ``act`` call of the wrapped agent per batch.
+
+    Args:
+        agent: anything with ``act`` (:class:`agents.base.Agent`).
+        resample: draw again from the turn-1 question (default) or copy the first answer.
+    """
+
+    def __init__(self, agent: Any, resample: bool = True) -> None:
+        if not callable(getattr(agent, "act", None)):
+            raise TypeError(f"RepeatAgent wraps an agent with act(observations), got {type(agent).__name__}")
+        self.agent = agent
+        self.resample = resample
+
+    def __getattr__(self, name: str) -> Any:
+        # decoding records (sampling, decoding_record) are the wrapped agent's.
+        if name in ("sampling", "decoding_record"):
+            return getattr(self.agent, name)
+        raise AttributeError(name)
+
+    def act(self, observations: Sequence[Observation]) -> list[str]:
+        answers: list[str | None] = [None] * len(observations)
+        asked, questions = [], []
+        for i, obs in enumerate(observations):
+            history = obs.get("history") or ()
+            if not history:
+                asked.append(i)
+                questions.append(obs)
+            elif not self.resample:
+                answers[i] = history[0]["answer"]
+            else:
+                info = obs.get("info") if isinstance(obs.get("info"), Mapping) else {}
+                first = {"image": history[0]["image"], "prompt": history[0]["prompt"],
+                         "info": {k: info[k] for k in ("task", "answer_format") if k in info}}
+                asked.append(i)
+                questions.append(first)
+        if questions:
+            for i, answer in zip(asked, self.agent.act(questions)):
+                answers[i] = answer
+        return [a if isinstance(a, str) else str(a) for a in answers]

@@ -33,9 +33,11 @@ AGENT_SPECS = {
                                         "probability of '<answer>Yes</answer>' vs '<answer>No</answer>' "
                                         "(LogProbJudge)",
     "sb3:PATH": "a stable-baselines3 PPO model saved by agents.sb3 (SB3Agent)",
+    "repeat:SPEC": "multi-step episodes: the agent SPEC asked every turn the first turn's question, so it ignores "
+                   "feedback, e.g. repeat:perceive or repeat:vlm:tiny-base (RepeatAgent)",
 }
 
-_NEEDS_ARGUMENT = {"constant": "TEXT", "vlm": "MODEL", "vlm-logprob": "MODEL", "sb3": "PATH"}
+_NEEDS_ARGUMENT = {"constant": "TEXT", "vlm": "MODEL", "vlm-logprob": "MODEL", "sb3": "PATH", "repeat": "SPEC"}
 
 
 def split_adapter(arg: str) -> tuple[str, str | None]:
@@ -75,6 +77,9 @@ def _parse(spec: str) -> tuple[str, str, str | None]:
     if kind in _NEEDS_ARGUMENT:
         if not arg:
             raise ValueError(f"agent spec {spec!r} needs an argument: {kind}:{_NEEDS_ARGUMENT[kind]}")
+        if kind == "repeat":
+            _parse(arg)  # the wrapped spec, checked as it would be alone
+            return kind, arg, None
         if kind in ("vlm", "vlm-logprob"):
             model, adapter = split_adapter(arg)
             if adapter is not None:
@@ -117,6 +122,10 @@ def load_agent(spec: str, seed: int = 0, sampling: Any = None, **options: Any) -
             checkpoint at a ``vlm:`` / ``vlm-logprob:`` MODEL; the message says what to pass.
     """
     kind, arg, adapter = _parse(spec)
+    if kind == "repeat":
+        from .baselines import RepeatAgent
+
+        return RepeatAgent(load_agent(arg, seed=seed, sampling=sampling, **options))
     if kind == "random":
         from .baselines import RandomAgent
 

@@ -3,7 +3,14 @@
 The "explicit physics model" baseline (no learning): segment the image, turn
 pixels into block edges, rebuild an :class:`envs.scenes.Scene` and answer from
 a pybullet simulation (:class:`envs.physics.World`) or from the scene's
-geometry. It answers all four tasks and the real-photo stability question.
+geometry. It answers all four tasks and the real-photo stability question, and
+every multi-step protocol (DESIGN.md section 7): a ``retry`` attempt is answered
+from the first turn's image (every attempt acts on the initial scene), a
+``sequential`` move from this turn's image (where the last move left the cubes;
+with ``feedback="none"`` that is the first image again, so it repeats itself), and a
+``TowerBuild-v0`` move by lifting the largest floor cube (pixel area; sizes are not
+fitted) onto the highest cube above the base, centred. It does not use the feedback
+sentence: its answer for a state is the same whatever happened before.
 
 Rendered images (recognised because their background is, pixel for pixel, the
 cached empty room :func:`envs.render.room_image` of that size):
@@ -81,15 +88,17 @@ from scipy import ndimage
 
 from envs.physics import World
 from envs.render import camera_matrices, room_image
-from envs.scenes import PALETTE, RED, Cube, Scene
+from envs.prompts import NEXT_TURN
+from envs.scenes import COLOR_NAMES, PALETTE, RED, Cube, Scene
 
 from .base import task_of
 
 __all__ = ["PerceiveSimulateAgent", "FALLBACK"]
 
 # Legal answers when perception fails: "Yes" (renders and photos are roughly
-# half stable), no move, and "lift by one block" for x-y.
-FALLBACK = {"binary": "<answer>Yes</answer>", "x": "<answer>0</answer>", "xy": "<answer>0, 100</answer>"}
+# half stable), no move, and "lift by one block" for x-y; build names no real cube (-5, unknown colour).
+FALLBACK = {"binary": "<answer>Yes</answer>", "x": "<answer>0</answer>", "xy": "<answer>0, 100</answer>",
+            "colour_x": "<answer>none, 0</answer>"}
 RENDER_MATCH = 0.5  # fraction of pixels equal to the empty room that marks an image as a render
 X_COARSE = np.arange(-8.0, 8.0, 0.05)  # candidate cube x, block edges, refined to X_FINE steps
 X_FINE = 0.002
@@ -199,7 +208,8 @@ def _is_render(rgb: np.ndarray) -> bool:
     return float(same.mean()) >= RENDER_MATCH
 
 
-def _perceive_render(rgb: np.ndarray, family: str | None) -> Scene | None:
+def _render_cubes(rgb: np.ndarray) -> list[tuple[float, float, tuple[int, int, int], int]]:
+    """``(x, z, colour, pixel area)`` of each coloured cube found in a render (unit-cube fit)."""
     h, w = rgb.shape[:2]
     room = room_image(w, h)
     cube = np.abs(rgb.astype(np.int16) - room).max(-1) > 2
@@ -209,11 +219,29 @@ def _perceive_render(rgb: np.ndarray, family: str | None) -> Scene | None:
     label = np.full((h, w), -1)
     label[cube] = np.where(sat > 0.3, _nearest_hue(hue, ref_hues), -1)
     min_area = max(6, int(20 * w * h / 256**2))  # a cube is ~800 px at 256x256
-    found = []  # (x, z, colour)
+    found = []
     for k, color in enumerate(colors):
         for comp in _components(label == k, min_area):
             x, z = _fit_cube(comp)
-            found.append((x, z, color))
+            found.append((x, z, color, int(comp.sum())))
+    return found
+
+
+def _build_move(rgb: np.ndarray) -> str | None:
+    """TowerBuild-v0: lift the largest coloured cube on the floor beside the base (|x| > 1 edge)
+    onto the highest cube above the base (``x`` within half an edge of 0), centred; None if none."""
+    found = _render_cubes(rgb)
+    floor = [f for f in found if f[1] == 0.5 and abs(f[0]) > 1.0]
+    if not floor:
+        return None
+    tower = [f for f in found if abs(f[0]) <= 0.5]
+    x = max(tower, key=lambda f: f[1])[0] if tower else 0.0
+    pick = max(floor, key=lambda f: f[3])
+    return f"<answer>{COLOR_NAMES[pick[2]]}, {int(np.clip(round(x * 100), -600, 600))}</answer>"
+
+
+def _perceive_render(rgb: np.ndarray, family: str | None, red_on_floor: bool = True) -> Scene | None:
+    found = [f[:3] for f in _render_cubes(rgb)]  # (x, z, colour)
     reds = [f for f in found if f[2] == RED]
     if family is None:
         family = "side_block" if reds and len(found) > len(reds) else "top_block"
@@ -224,7 +252,8 @@ def _perceive_render(rgb: np.ndarray, family: str | None) -> Scene | None:
         tower = sorted((f for f in found if f is not target), key=lambda f: f[1])
         if not tower:
             return None
-        target = (target[0], 0.5, RED)  # the side block always starts on the floor
+        if red_on_floor:  # the side block starts on the floor; later moves may leave it anywhere
+            target = (target[0], 0.5, RED)
         stack = tower + [target]
     else:
         stack = sorted(found, key=lambda f: f[1])
@@ -287,6 +316,16 @@ def _perceive_photo(rgb: np.ndarray, unit: str = PHOTO_UNIT) -> Scene | None:
     return Scene("top_block", cubes, len(cubes) - 1)
 
 
+def _interaction_of(observation: Mapping[str, Any]) -> str | None:
+    """``retry`` / ``sequential`` from ``info["interaction"]``, else from the later turn's prompt."""
+    info = observation.get("info")
+    if isinstance(info, Mapping) and info.get("interaction") in NEXT_TURN:
+        return info["interaction"]
+    prompt = observation.get("prompt")
+    prompt = prompt if isinstance(prompt, str) else ""
+    return next((mode for mode, text in NEXT_TURN.items() if prompt.endswith(text)), None)
+
+
 # -- the agent ------------------------------------------------------------------------
 class PerceiveSimulateAgent:
     """Perceive the scene in the pixels, rebuild it, simulate it (see the module docstring).
@@ -329,7 +368,7 @@ class PerceiveSimulateAgent:
         units = (PHOTO_UNIT, *(u for u in PHOTO_UNITS if u != PHOTO_UNIT))
         return {f"photo_unit={u}": cls(photo_unit=u) for u in units}
 
-    def perceive(self, image: Any, family: str | None = None) -> Scene | None:
+    def perceive(self, image: Any, family: str | None = None, red_on_floor: bool = True) -> Scene | None:
         """The scene seen in ``image`` (``(H, W, 3)`` uint8; grey or RGBA accepted), or None.
 
         Args:
@@ -337,6 +376,8 @@ class PerceiveSimulateAgent:
             family: ``"top_block"`` or ``"side_block"`` if known (from the task);
                 None infers it (a red cube beside other cubes means ``side_block``).
                 Photos always give ``top_block``.
+            red_on_floor: side block: the red cube is on the floor (a first turn); False
+                keeps its seen height (a later move of a ``sequential`` episode).
 
         Returns:
             A :class:`envs.scenes.Scene` in block edges, or None when fewer cubes
@@ -346,7 +387,7 @@ class PerceiveSimulateAgent:
         if rgb is None:
             return None
         if _is_render(rgb):
-            return _perceive_render(rgb, family)
+            return _perceive_render(rgb, family, red_on_floor)
         return _perceive_photo(rgb, self.photo_unit)
 
     def answer(self, observation: Mapping[str, Any]) -> str:
@@ -354,7 +395,19 @@ class PerceiveSimulateAgent:
         fmt = "binary"
         try:
             fmt, family = task_of(observation)
-            scene = self.perceive(observation.get("image"), family)
+            image, red_on_floor = observation.get("image"), True
+            history = observation.get("history") or ()
+            if fmt == "colour_x":
+                rgb = _as_rgb(image)
+                move = _build_move(rgb) if rgb is not None and _is_render(rgb) else None
+                return move or FALLBACK[fmt]
+            if history:
+                mode = _interaction_of(observation)
+                if mode == "retry":  # every attempt acts on the initial scene, which the first turn showed
+                    image = history[0]["image"]
+                elif mode == "sequential":  # the image shows where the last move left the cubes
+                    red_on_floor = False
+            scene = self.perceive(image, family, red_on_floor)
             if scene is None:
                 return FALLBACK[fmt]
             if fmt == "binary":

@@ -3,8 +3,8 @@
 Loads any Qwen2-VL / Qwen2.5-VL / Qwen3-VL checkpoint (local folder or hub id;
 ``"tiny"`` is the embedded random model of :mod:`agents.tiny`) through
 ``AutoProcessor`` and ``AutoModelForImageTextToText`` (safetensors only,
-``trust_remote_code`` off), builds the chat (the observation's image, then its
-prompt) with the processor's chat template, and samples answers through a
+``trust_remote_code`` off), builds the chat (:mod:`agents.chat`: the earlier turns, then the
+image and the prompt) with the processor's chat template, and samples answers through a
 generation backend (:mod:`agents.backends`). Optional: a PEFT LoRA adapter
 (load, swap, unload) and a 4-bit NF4 base (bitsandbytes).
 
@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .backends.base import EVAL_DECODING, AdapterRequest, Completion, GenerationBackend, SamplingParams
-from .backends.vllm import VLLM_EXTRA
-from .chat import chat_prompt
+from .backends.vllm import MULTI_TURN_MAX_IMAGES, VLLM_EXTRA
+from .chat import chat_prompt, check_max_history_turns, prompts_and_images
 
 __all__ = ["VLMAgent", "ModelNotFoundError", "load_processor"]
 
@@ -187,7 +187,8 @@ class VLMAgent:
     model, a ``peft.PeftModel`` once an adapter is loaded), ``processor``,
     ``backend`` (a :class:`~agents.backends.base.GenerationBackend`), ``sampling``
     (default :data:`~agents.backends.base.EVAL_DECODING`, the paper's evaluation decoding),
-    ``active_adapter`` (name or None), ``name_or_path``.
+    ``active_adapter`` (name or None), ``name_or_path``, ``max_history_turns`` (earlier turns
+    of a multi-step observation replayed in its chat: None all, else the newest N).
 
     Seeding: with ``sampling.seed`` set, every :meth:`act` / :meth:`sample` call
     re-seeds the sampler with it, so the same batch gives the same answers on every
@@ -196,7 +197,8 @@ class VLMAgent:
     """
 
     def __init__(self, model: Any, processor: Any, backend: GenerationBackend | None = None,
-                 sampling: SamplingParams | None = None, name_or_path: str | None = None):
+                 sampling: SamplingParams | None = None, name_or_path: str | None = None,
+                 max_history_turns: int | None = None):
         from .backends.hf import HFBackend
 
         self.model = model
@@ -204,6 +206,7 @@ class VLMAgent:
         self.backend = backend if backend is not None else HFBackend(model, processor)
         self.sampling = sampling if sampling is not None else EVAL_DECODING
         self.name_or_path = name_or_path
+        self.max_history_turns = check_max_history_turns(max_history_turns)
         # A PEFT model handed in (e.g. from TRL) keeps generating with its active adapter.
         loaded = list(getattr(model, "peft_config", None) or {})
         self._adapter_paths: dict[str, str | None] = dict.fromkeys(loaded)
@@ -223,6 +226,7 @@ class VLMAgent:
         batch_size: int = 16,
         seed: int | None = None,
         backend_options: Mapping[str, Any] | None = None,
+        max_history_turns: int | None = None,
     ) -> VLMAgent:
         """Load a Qwen2-VL / Qwen2.5-VL / Qwen3-VL checkpoint as an agent.
 
@@ -242,17 +246,21 @@ class VLMAgent:
             backend_options: keyword arguments of the ``vllm`` backend
                 (:class:`~agents.backends.vllm.VLLMBackend`: ``max_lora_rank``, ``enforce_eager``,
                 ``gpu_memory_utilization``...). With ``load_in_4bit`` on CUDA the engine quantises
-                the same base in flight (``quantization="bitsandbytes"``) unless these say otherwise.
+                the same base in flight (``quantization="bitsandbytes"``) unless these say otherwise,
+                and ``max_images_per_prompt`` is ``max_history_turns + 1`` (None: ``MULTI_TURN_MAX_IMAGES``, 8).
+            max_history_turns: earlier turns of a multi-step observation replayed in the chat
+                (:func:`agents.chat.observation_chat`): None all, 0 none, N the newest N.
 
         Raises:
             ImportError: ``load_in_4bit`` without bitsandbytes, or ``backend="vllm"``
                 without vLLM; the message names the pip extra.
-            ValueError: unknown backend name or bad dtype.
+            ValueError: unknown backend name, bad dtype or bad ``max_history_turns``.
             ModelNotFoundError: (a FileNotFoundError) ``name_or_path`` is no model folder (config.json +
                 safetensors), no embedded name, and no hub id that loads here (offline: in the cache).
         """
         import torch
 
+        check_max_history_turns(max_history_turns)
         path = _locate_model(name_or_path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = _torch_dtype(dtype, device)
@@ -282,12 +290,14 @@ class VLMAgent:
             options = dict(backend_options or {})
             if load_in_4bit and device.startswith("cuda"):
                 options.setdefault("quantization", "bitsandbytes")
+            options.setdefault("max_images_per_prompt", MULTI_TURN_MAX_IMAGES if max_history_turns is None
+                               else max_history_turns + 1)
             backend_obj = vllm_backend_cls(model_path=path, processor=processor, dtype=torch_dtype, **options)
         else:
             backend_obj = backend
         if seed is not None:
             sampling = dataclasses.replace(sampling or EVAL_DECODING, seed=seed)
-        agent = cls(model, processor, backend_obj, sampling, name_or_path=str(name_or_path))
+        agent = cls(model, processor, backend_obj, sampling, str(name_or_path), max_history_turns)
         if adapter is not None:
             agent.load_adapter(adapter)
         return agent
@@ -300,20 +310,10 @@ class VLMAgent:
         return chat_prompt(self.processor, prompt)
 
     def prompts_and_images(self, observations: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[Any]]:
-        """Chat-templated prompts and images of ``observations`` (``{"image", "prompt"}``; other keys ignored).
-
-        Raises:
-            KeyError: an observation lacks ``"image"`` or ``"prompt"``.
-        """
-        prompts, images = [], []
-        for i, obs in enumerate(observations):
-            missing = [k for k in ("image", "prompt") if k not in obs]
-            if missing:
-                raise KeyError(f"observation {i} lacks {missing}; expected the environments' "
-                               f"{{'image': (H, W, 3) uint8, 'prompt': str}}, got keys {sorted(obs)}")
-            prompts.append(self.chat_prompt(obs["prompt"]))
-            images.append(obs["image"])
-        return prompts, images
+        """:func:`agents.chat.prompts_and_images` of ``observations`` with ``self.max_history_turns``:
+        per observation its prompt and one image, or a list of images for a multi-step one (its
+        KeyError / ValueError for an observation without image or prompt, a malformed history)."""
+        return prompts_and_images(self.processor, observations, self.max_history_turns)
 
     # -- acting ------------------------------------------------------------------------------
 

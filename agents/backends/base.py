@@ -26,10 +26,38 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["SamplingParams", "EVAL_DECODING", "EVAL_BATCH_SIZE", "Completion", "AdapterRequest",
-           "GenerationBackend", "ImageLike", "VLLM_MAX_LORA_RANKS", "engine_lora_rank"]
+           "GenerationBackend", "ImageLike", "IMAGE_PLACEHOLDER", "prompt_image_lists",
+           "VLLM_MAX_LORA_RANKS", "engine_lora_rank"]
 
-# One image per prompt: a PIL.Image.Image or an (H, W, 3) uint8 numpy array.
+# One image: a PIL.Image.Image or an (H, W, 3) uint8 numpy array. A prompt's ``images`` entry is
+# one of these, or a list of them (one per image placeholder of the prompt, in order).
 ImageLike = Any
+
+IMAGE_PLACEHOLDER = "<|image_pad|>"  # Qwen-VL's image token: one per image in a chat-templated prompt
+
+
+def prompt_image_lists(prompts: list[str], images: list[ImageLike | list[ImageLike]]) -> list[list[ImageLike]]:
+    """The images of each prompt as a list (a single image becomes a list of one), checked against
+    the prompt's placeholders.
+
+    Returns:
+        ``len(prompts)`` lists; list ``i`` holds the images of prompt ``i`` in placeholder order.
+
+    Raises:
+        ValueError: ``len(prompts) != len(images)``, or a prompt whose number of
+            :data:`IMAGE_PLACEHOLDER` tokens differs from its number of images.
+    """
+    if len(prompts) != len(images):
+        raise ValueError(f"got {len(prompts)} prompts but {len(images)} images; pass one image per prompt "
+                         "(a list of images for a prompt with several image placeholders)")
+    lists = [list(entry) if isinstance(entry, (list, tuple)) else [entry] for entry in images]
+    for i, (prompt, entry) in enumerate(zip(prompts, lists)):
+        n_placeholders = prompt.count(IMAGE_PLACEHOLDER)
+        if n_placeholders != len(entry):
+            raise ValueError(f"prompt {i} holds {n_placeholders} image placeholders ({IMAGE_PLACEHOLDER}) but "
+                             f"{len(entry)} images were given for it; pass one image per placeholder, in order "
+                             "(agents.chat.observation_chat builds both)")
+    return lists
 
 
 @dataclass(frozen=True)
@@ -186,16 +214,18 @@ class GenerationBackend(Protocol):
     def generate(
         self,
         prompts: list[str],
-        images: list[ImageLike],
+        images: list[ImageLike | list[ImageLike]],
         params: SamplingParams,
         adapter: AdapterLike = None,
     ) -> list[list[Completion]]:
         """Sample ``params.n`` completions for each prompt.
 
         Args:
-            prompts: chat-templated prompt texts (generation prompt included), each
-                holding exactly one image placeholder (``<|vision_start|><|image_pad|><|vision_end|>``).
-            images: one image per prompt: ``PIL.Image.Image`` or (H, W, 3) uint8 array.
+            prompts: chat-templated prompt texts (generation prompt included), each holding
+                one image placeholder (``<|vision_start|><|image_pad|><|vision_end|>``) per image;
+                a multi-turn chat (:func:`agents.chat.observation_chat`) holds several.
+            images: one entry per prompt: one image (``PIL.Image.Image`` or (H, W, 3) uint8
+                array), or a list of images, one per placeholder of the prompt, in order.
             params: sampling settings.
             adapter: None for the base model; else the LoRA adapter to generate with.
 
@@ -203,6 +233,7 @@ class GenerationBackend(Protocol):
             ``len(prompts)`` lists of ``params.n`` :class:`Completion`, in prompt order.
 
         Raises:
-            ValueError: ``len(prompts) != len(images)``.
+            ValueError: ``len(prompts) != len(images)``, or a prompt whose placeholders and
+                images differ in number (:func:`prompt_image_lists`).
         """
         ...

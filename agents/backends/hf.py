@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .base import AdapterLike, AdapterRequest, Completion, ImageLike, SamplingParams, as_adapter_request
+from .base import AdapterLike, Completion, ImageLike, SamplingParams, as_adapter_request, prompt_image_lists
 
 __all__ = ["HFBackend", "teacher_forced_logprobs", "batch_teacher_forced_logprobs", "group_teacher_forced_logprobs",
            "supports_prompt_sharing", "vision_token_ids", "to_pil", "processor_inputs"]
@@ -82,19 +82,20 @@ def vision_token_ids(model: Any, tokenizer: Any) -> list[int]:
     return sorted(ids)
 
 
-def processor_inputs(processor: Any, prompts: Sequence[str], images: Sequence[ImageLike], device) -> dict:
-    """Left-padded model inputs for ``B`` chat-templated ``prompts`` (:func:`agents.chat.chat_prompt`)
-    and their ``B`` images (``(H, W, 3)`` uint8 or PIL), on ``device``: the processor's outputs
-    (``input_ids``, ``attention_mask`` ``(B, L)`` int64; ``pixel_values``, ``image_grid_thw``) plus
-    ``mm_token_type_ids`` ``(B, L)`` int64 (1 at image tokens).
+def processor_inputs(processor: Any, prompts: Sequence[str], images: Sequence[ImageLike | list[ImageLike]], device) -> dict:
+    """Left-padded model inputs for ``B`` chat-templated ``prompts`` (:func:`agents.chat.observation_chat`)
+    and their ``B`` images entries (one ``(H, W, 3)`` uint8 or PIL image, or a list of them, one per
+    placeholder), on ``device``: the processor's outputs (``input_ids``, ``attention_mask`` ``(B, L)``
+    int64; ``pixel_values``, ``image_grid_thw`` ``(total images, 3)`` in prompt then placeholder
+    order) plus ``mm_token_type_ids`` ``(B, L)`` int64 (1 at image tokens).
 
     Raises:
-        ValueError: ``len(prompts) != len(images)``.
+        ValueError: ``len(prompts) != len(images)``; a prompt whose placeholders and images differ in number.
     """
-    if len(prompts) != len(images):
-        raise ValueError(f"got {len(prompts)} prompts but {len(images)} images; pass one image per prompt")
-    inputs = processor(images=[to_pil(im) for im in images], text=list(prompts), return_tensors="pt",
-                       padding=True, padding_side="left")
+    lists = prompt_image_lists(list(prompts), list(images))
+    # The processor expands the placeholders of all prompts, in order, from one flat list of images.
+    inputs = processor(images=[to_pil(im) for entry in lists for im in entry], text=list(prompts),
+                       return_tensors="pt", padding=True, padding_side="left")
     if "mm_token_type_ids" not in inputs:
         # Processors that do not return it (older transformers) still let us build it: positions of the
         # image placeholder are image tokens (1), the rest text (0).
@@ -111,7 +112,7 @@ def batch_teacher_forced_logprobs(
     model: Any,
     processor: Any,
     prompts: Sequence[str],
-    images: Sequence[ImageLike],
+    images: Sequence[ImageLike | list[ImageLike]],
     completions: Sequence[Sequence[int]],
 ) -> list[torch.Tensor]:
     """Log-probabilities of given completions under ``model``, one forward pass for the batch.
@@ -124,8 +125,8 @@ def batch_teacher_forced_logprobs(
     Args:
         model: a Qwen-VL ``...ForConditionalGeneration`` (or a PEFT model wrapping one).
         processor: its processor.
-        prompts: chat-templated prompt texts, one image placeholder each.
-        images: one image per prompt (PIL or (H, W, 3) uint8).
+        prompts: chat-templated prompt texts, one image placeholder per image.
+        images: per prompt one image (PIL or (H, W, 3) uint8) or a list, one per placeholder.
         completions: generated token ids per prompt (may be empty).
 
     Returns:
@@ -133,7 +134,7 @@ def batch_teacher_forced_logprobs(
         (temperature-1) log-probability of each completion token.
 
     Raises:
-        ValueError: the three sequences differ in length.
+        ValueError: the three sequences differ in length; placeholders and images differ in number.
     """
     if not (len(prompts) == len(images) == len(completions)):
         raise ValueError(f"prompts, images and completions must have equal lengths, got "
@@ -163,7 +164,7 @@ def batch_teacher_forced_logprobs(
 
 
 def teacher_forced_logprobs(
-    model: Any, processor: Any, prompt_text: str, image: ImageLike, completion_ids: Sequence[int]
+    model: Any, processor: Any, prompt_text: str, image: ImageLike | list[ImageLike], completion_ids: Sequence[int]
 ) -> torch.Tensor:
     """Log-probabilities of ``completion_ids`` after ``prompt_text`` + ``image``: float32, shape ``(L,)``.
 
@@ -224,7 +225,7 @@ def group_teacher_forced_logprobs(
     model: Any,
     processor: Any,
     prompts: Sequence[str],
-    images: Sequence[ImageLike],
+    images: Sequence[ImageLike | list[ImageLike]],
     groups: Sequence[Sequence[Sequence[int]]],
 ) -> list[list[torch.Tensor]]:
     """Log-probabilities of groups of completions, each group sharing one prompt: the prompt runs once.
@@ -247,8 +248,8 @@ def group_teacher_forced_logprobs(
     Args:
         model: a Qwen-VL ``...ForConditionalGeneration`` (or a PEFT model wrapping one).
         processor: its processor.
-        prompts: chat-templated prompt texts, one image placeholder each.
-        images: one image per prompt.
+        prompts: chat-templated prompt texts, one image placeholder per image.
+        images: per prompt one image or a list, one per placeholder.
         groups: per prompt, the completions (token ids; any lengths, empty included) to score.
 
     Returns:
@@ -350,7 +351,7 @@ def adapter_context(model: Any, adapter: AdapterLike) -> Iterator[None]:
         ValueError: an adapter is requested but the model is not a PEFT model, or
             the adapter is not loaded and the request gives no ``path``.
     """
-    request: AdapterRequest | None = as_adapter_request(adapter)
+    request = as_adapter_request(adapter)
     if request is None:
         if _is_peft(model):
             with model.disable_adapter():
@@ -414,7 +415,7 @@ class HFBackend:
     def generate(
         self,
         prompts: list[str],
-        images: list[ImageLike],
+        images: list[ImageLike | list[ImageLike]],
         params: SamplingParams,
         adapter: AdapterLike = None,
     ) -> list[list[Completion]]:
@@ -425,10 +426,10 @@ class HFBackend:
         caller's global RNG state is unchanged.
 
         Raises:
-            ValueError: ``len(prompts) != len(images)``; an adapter that is not loaded.
+            ValueError: ``len(prompts) != len(images)``; a prompt whose placeholders and images
+                differ in number; an adapter that is not loaded.
         """
-        if len(prompts) != len(images):
-            raise ValueError(f"got {len(prompts)} prompts but {len(images)} images; pass one image per prompt")
+        prompt_image_lists(prompts, images)
         if not prompts:
             return []
         device = next(self.model.parameters()).device

@@ -10,8 +10,10 @@ a backend without vLLM raises an ``ImportError`` that names the pip extra.
 What it does, and why:
 
 * Prompts are the chat-templated texts with one ``<|vision_start|><|image_pad|><|vision_end|>``
-  placeholder; vLLM's Qwen-VL processor expands the placeholder from the image, as
-  the transformers processor does.
+  placeholder per image (a multi-turn chat holds several); vLLM's Qwen-VL processor expands
+  each placeholder from its image, as the transformers processor does. vLLM reserves memory
+  for at most ``max_images_per_prompt`` images per prompt (``limit_mm_per_prompt``): 1 by
+  default; :meth:`agents.vlm.VLMAgent.from_pretrained` sets it from ``max_history_turns``.
 * LoRA adapters are served as ``vllm.lora.request.LoRARequest`` from their PEFT folder,
   never merged into the base (a quantised base stays exact). vLLM caches adapters
   by integer id, so every new ``(name, version, path)`` of an
@@ -42,11 +44,22 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .base import AdapterLike, AdapterRequest, Completion, ImageLike, SamplingParams, as_adapter_request
+from .base import (
+    AdapterLike,
+    AdapterRequest,
+    Completion,
+    ImageLike,
+    SamplingParams,
+    as_adapter_request,
+    prompt_image_lists,
+)
 
-__all__ = ["VLLMBackend", "VLLM_EXTRA"]
+__all__ = ["VLLMBackend", "VLLM_EXTRA", "MULTI_TURN_MAX_IMAGES"]
 
 VLLM_EXTRA = "pip install 'cubeworld[vllm]'"
+# max_images_per_prompt of the engine VLMAgent.from_pretrained(backend="vllm") builds when
+# max_history_turns is None (all turns kept): chats of up to 7 earlier turns plus this one.
+MULTI_TURN_MAX_IMAGES = 8
 
 # Token strings of Qwen2-VL / Qwen2.5-VL / Qwen3-VL that only the processor may place
 # (the same set as the hf backend suppresses).
@@ -95,11 +108,14 @@ class VLLMBackend:
         quantization: vLLM's ``quantization`` (``"bitsandbytes"``: in-flight 4-bit of the
             base, as a QLoRA learner's); None serves the checkpoint's weights.
         enable_sleep_mode: allow :meth:`sleep` / :meth:`wake_up` (vLLM supports it on CUDA only).
+        max_images_per_prompt: most images one prompt may carry (vLLM's ``limit_mm_per_prompt``;
+            a multi-turn chat has one per turn kept). 1 serves single-step observations.
         **llm_kwargs: passed on to ``vllm.LLM`` (e.g. ``gpu_memory_utilization``).
 
     Raises:
         ImportError: vLLM is not installed; the message names ``pip install 'cubeworld[vllm]'``.
-        ValueError: bad ``max_lora_rank`` / ``max_loras``; sleep mode where vLLM has none.
+        ValueError: bad ``max_lora_rank`` / ``max_loras`` / ``max_images_per_prompt``; sleep mode where
+            vLLM has none.
     """
 
     name = "vllm"
@@ -118,12 +134,16 @@ class VLLMBackend:
         max_model_len: int | None = None,
         quantization: str | None = None,
         enable_sleep_mode: bool = False,
+        max_images_per_prompt: int = 1,
         **llm_kwargs: Any,
     ):
         if isinstance(max_lora_rank, bool) or not isinstance(max_lora_rank, int) or max_lora_rank < 1:
             raise ValueError(f"max_lora_rank must be an int >= 1 (the largest adapter rank to serve), got {max_lora_rank!r}")
         if isinstance(max_loras, bool) or not isinstance(max_loras, int) or max_loras < 1:
             raise ValueError(f"max_loras must be an int >= 1, got {max_loras!r}")
+        if (isinstance(max_images_per_prompt, bool) or not isinstance(max_images_per_prompt, int)
+                or max_images_per_prompt < 1):
+            raise ValueError(f"max_images_per_prompt must be an int >= 1, got {max_images_per_prompt!r}")
         vllm, self._LoRARequest = _import_vllm()
         if enable_sleep_mode:
             from vllm.platforms import current_platform
@@ -141,11 +161,12 @@ class VLLMBackend:
             path = str(tiny_model_path(int(seed_text) if seed_text else 0))
         self.model_path = path
         self.enable_lora = enable_lora
+        self.max_images_per_prompt = max_images_per_prompt
         kwargs: dict[str, Any] = dict(
             model=path, tokenizer=path, dtype=_dtype_name(dtype), seed=seed, enforce_eager=enforce_eager,
             trust_remote_code=False, logprobs_mode="raw_logprobs",
-            # One image per prompt, never videos (no video processing is needed at all).
-            limit_mm_per_prompt={"image": 1, "video": 0},
+            # Never videos (no video processing is needed at all).
+            limit_mm_per_prompt={"image": max_images_per_prompt, "video": 0},
         )
         if enable_lora:
             kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=max_loras)
@@ -300,7 +321,7 @@ class VLLMBackend:
     def generate(
         self,
         prompts: list[str],
-        images: list[ImageLike],
+        images: list[ImageLike | list[ImageLike]],
         params: SamplingParams,
         adapter: AdapterLike = None,
     ) -> list[list[Completion]]:
@@ -309,18 +330,28 @@ class VLLMBackend:
         All prompts go to the engine in one call (vLLM batches them itself).
 
         Raises:
-            ValueError: ``len(prompts) != len(images)``; an adapter without a folder.
+            ValueError: ``len(prompts) != len(images)``; a prompt whose placeholders and images differ
+                in number, or with more images than ``max_images_per_prompt``; an adapter without a folder.
         """
         from .hf import to_pil
 
-        if len(prompts) != len(images):
-            raise ValueError(f"got {len(prompts)} prompts but {len(images)} images; pass one image per prompt")
+        lists = prompt_image_lists(prompts, images)
+        most = max((len(entry) for entry in lists), default=0)
+        if most > self.max_images_per_prompt:
+            raise ValueError(f"a prompt carries {most} images, but this vLLM engine was built for at most "
+                             f"max_images_per_prompt={self.max_images_per_prompt}; build the agent with "
+                             "max_history_turns=N (N + 1 images) or backend_options={'max_images_per_prompt': "
+                             f"{most}}} (VLLMBackend(max_images_per_prompt=...))")
         if not prompts:
             return []
         self.wake_up()
         lora = self.lora_request(adapter)
-        inputs = [{"prompt": text, "multi_modal_data": {"image": to_pil(image)}}
-                  for text, image in zip(prompts, images)]
+        inputs = []
+        for text, image, entry in zip(prompts, images, lists):
+            pil = [to_pil(im) for im in entry]
+            # A single image stays a single item: the request vLLM was sent before multi-turn chats.
+            inputs.append({"prompt": text, "multi_modal_data": {"image": pil if isinstance(image, (list, tuple))
+                                                                 else pil[0]}})
         if params.seed is None:
             sampling: Any = self.sampling_params(params)
         else:

@@ -1,5 +1,6 @@
 """Baseline agents answer every env; the oracle reaches the ceiling; constants and random sit below."""
 
+import numpy as np
 import gymnasium as gym
 import pytest
 
@@ -46,3 +47,66 @@ def test_load_agent_specs():
         load_agent("orcale")
     with pytest.raises(ValueError, match="needs an argument"):
         load_agent("vlm")
+
+
+def _episode_obs(env_id, answers, seed=0, **kwargs):
+    """The observation (with its latest info) after playing ``answers`` on ``env_id``."""
+    import gymnasium as gym
+
+    env = gym.make(env_id, **kwargs)
+    obs, info = env.reset(seed=seed)
+    for answer in answers:
+        obs, *_, info = env.step(answer)
+    return {**obs, "info": info}
+
+
+class _Counting:
+    """Records what it is asked; answers with a counter, so repeated draws differ."""
+
+    def __init__(self):
+        self.asked, self.calls = [], 0
+
+    def act(self, observations):
+        self.calls += 1
+        self.asked += list(observations)
+        return [f"<answer>{len(self.asked) - len(observations) + i}</answer>" for i in range(len(observations))]
+
+
+def test_repeat_agent_asks_the_first_turns_question_again():
+    from agents.baselines import RepeatAgent
+
+    first = _episode_obs("TopBlockXOnly-Retry-v0", [])
+    later = _episode_obs("TopBlockXOnly-Retry-v0", ["<answer>300</answer>", "<answer>-300</answer>"])
+    inner = _Counting()
+    answers = RepeatAgent(inner).act([first, later])
+    assert inner.calls == 1 and answers == ["<answer>0</answer>", "<answer>1</answer>"]
+    asked = inner.asked[1]
+    assert "history" not in asked and asked["prompt"] == later["history"][0]["prompt"]
+    np.testing.assert_array_equal(asked["image"], later["history"][0]["image"])
+    assert set(asked["info"]) == {"task", "answer_format"}  # nothing privileged, nothing of the feedback
+    copied = RepeatAgent(inner, resample=False).act([later])
+    assert copied == ["<answer>300</answer>"]
+
+
+def test_repeat_agent_of_a_deterministic_agent_gives_the_same_answer_every_turn():
+    from agents.baselines import RepeatAgent
+    from agents.perceive import PerceiveSimulateAgent
+
+    agent = RepeatAgent(PerceiveSimulateAgent())
+    first = _episode_obs("SideBlockXOnly-Sequential-v0", [])
+    answer = agent.act([first])[0]
+    later = _episode_obs("SideBlockXOnly-Sequential-v0", ["<answer>120</answer>"])
+    assert agent.act([later]) == [answer]
+    with pytest.raises(TypeError, match="act"):
+        RepeatAgent(object())
+
+
+def test_random_agent_names_a_movable_colour_on_tower_build():
+    from agents.baselines import RandomAgent
+    from envs.answers import parse_answer
+
+    obs = _episode_obs("TowerBuild-v0", [])
+    answers = RandomAgent(seed=0).act([obs] * 40)
+    assert {parse_answer(a, "colour_x").value[0] for a in answers} <= set(obs["info"]["movable_colours"])
+    no_info = {k: v for k, v in obs.items() if k != "info"}  # from the prompt alone: still the build format
+    assert parse_answer(RandomAgent(seed=0).act([no_info])[0], "colour_x").legal

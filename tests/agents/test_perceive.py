@@ -142,3 +142,45 @@ def test_real_photos_run_and_answer_legally(agent):
         correct += parsed.value == ("No" if row["falls"] == "1" else "Yes")
     # Reported, not asserted: a heuristic on an unknown camera (humans score 0.725 here).
     print(f"\nPerceiveSimulateAgent on {len(rows)} real photos: accuracy {correct / len(rows):.3f}")
+
+
+@pytest.mark.parametrize("env_id", ["TopBlockXOnly-Retry-v0", "SideBlockXY-Retry-v0"])
+def test_retry_attempts_are_answered_from_the_first_image(env_id):
+    env = gym.make(env_id)
+    agent = PerceiveSimulateAgent()
+    for seed in range(5):
+        obs, info = env.reset(seed=seed)
+        first = agent.act([obs])[0]
+        obs, *_ = env.step("<answer>abc</answer>")
+        assert agent.act([obs]) == [first]  # with no info: the protocol is read from the prompt
+
+
+@pytest.mark.parametrize("env_id", ["SideBlockXOnly-Sequential-v0", "SideBlockXY-Sequential-v0"])
+def test_sequential_moves_are_answered_from_where_the_cubes_are_now(env_id):
+    env = gym.make(env_id)
+    agent = PerceiveSimulateAgent()
+    solved = 0
+    for seed in range(10):
+        obs, info = env.reset(seed=seed)
+        miss = info["optimal_action"].replace("<answer>", "").replace("</answer>", "").split(", ")
+        miss[0] = str(int(miss[0]) + 30)  # stands on the tower, 0.3 edges off: not yet a success
+        obs, _, term, _, info = env.step("<answer>" + ", ".join(miss) + "</answer>")
+        assert info["outcome"] == "stable" and not term
+        obs, reward, term, _, info = env.step(agent.act([obs])[0])
+        solved += info["success"]
+    assert solved == 10
+
+
+@pytest.mark.parametrize("sizes", [None, (0.6, 1.2)])
+def test_tower_build_moves_build_the_tower(sizes):
+    env = gym.make("TowerBuild-v0", **({"sizes": sizes} if sizes else {}))
+    agent = PerceiveSimulateAgent()
+    successes = 0
+    for seed in range(10):
+        obs, info = env.reset(seed=seed)
+        done = False
+        while not done:
+            obs, _, term, trunc, info = env.step(agent.act([obs])[0])
+            done = term or trunc
+        successes += info["success"]
+    assert successes == 10

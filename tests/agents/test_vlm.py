@@ -330,3 +330,81 @@ def test_seed_argument_and_load_agent_spec(tiny_cache, tiny_path, env_observatio
     b = VLMAgent.from_pretrained("tiny", seed=3, device="cpu", sampling=SamplingParams(max_new_tokens=6, seed=99))
     assert a.sampling.seed == b.sampling.seed == 3
     assert a.act(env_observations) == b.act(env_observations) == a.act(env_observations)
+
+
+# -- multi-turn, multi-image chats (multi-step observations) ----------------------------------
+
+def _multi_step(env_observations, n_turns: int) -> dict:
+    """A multi-step observation over the two real scenes: ``n_turns`` earlier turns, then this one."""
+    scenes = [o["image"] for o in env_observations]
+    images = [scenes[0], scenes[1], np.ascontiguousarray(scenes[0][:, ::-1])]
+    prompts = [env_observations[0]["prompt"], "It fell (reward -3.1). Try again.", "It fell. Try again."]
+    history = tuple({"image": images[k], "prompt": prompts[k], "answer": f"<answer>{40 * k - 60}</answer>"}
+                    for k in range(n_turns))
+    return {"image": images[n_turns], "prompt": prompts[n_turns], "history": history}
+
+
+def test_a_mixed_batch_of_single_and_multi_step_observations_is_one_generate_call(agent, env_observations,
+                                                                                monkeypatch):
+    calls = []
+    generate = agent.backend.generate
+
+    def counting(prompts, images, params, adapter=None):
+        calls.append((prompts, images))
+        return generate(prompts, images, params, adapter=adapter)
+
+    monkeypatch.setattr(agent.backend, "generate", counting)
+    answers = agent.act([env_observations[0], _multi_step(env_observations, 1), _multi_step(env_observations, 2)])
+    assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
+    assert len(calls) == 1
+    prompts, images = calls[0]
+    assert [p.count("<|image_pad|>") for p in prompts] == [1, 2, 3]
+    assert images[0] is env_observations[0]["image"]  # single-step: the bare image, as before
+    assert [len(entry) for entry in images[1:]] == [2, 3]
+
+
+def test_multi_turn_logprobs_match_teacher_forcing(agent, env_observations):
+    batch = [env_observations[1], _multi_step(env_observations, 1), _multi_step(env_observations, 2)]
+    groups = agent.sample(batch, params=SamplingParams(temperature=1.0, max_new_tokens=16, n=2, seed=3))
+    completions = [c for g in groups for c in g]
+    ids = [c.token_ids for c in completions]
+    repeated = [obs for obs, g in zip(batch, groups) for _ in g]  # the same object per group: prompt shared
+    with torch.no_grad():
+        grouped = agent.completion_logprobs(repeated, ids)
+        one_pass = agent.completion_logprobs([dict(obs) for obs in repeated], ids)
+    for completion, a, b in zip(completions, grouped, one_pass):
+        want = torch.tensor(completion.logprobs)
+        assert torch.allclose(a, want, atol=TOL, rtol=0) and torch.allclose(b, want, atol=TOL, rtol=0)
+    # The history's images reach the model: another oldest image changes the scores.
+    obs = _multi_step(env_observations, 2)
+    first = {**obs["history"][0], "image": np.ascontiguousarray(obs["history"][0]["image"][::-1])}
+    with torch.no_grad():
+        same, changed = agent.completion_logprobs([obs, {**obs, "history": (first, *obs["history"][1:])}],
+                                                  [ids[-1], ids[-1]])
+    assert torch.allclose(same, one_pass[-1], atol=TOL, rtol=0)
+    assert (same - changed).abs().max() > 1e-3
+
+
+def test_each_placeholder_expands_to_its_own_images_tokens(agent):
+    import itertools
+
+    from agents.backends.hf import processor_inputs
+
+    rng = np.random.default_rng(0)
+    # Sizes with distinct token counts, so that a misplaced image shows.
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((256, 256), (56, 56), (112, 168), (224, 112))]
+    turns = tuple({"image": im, "prompt": f"turn {k}", "answer": "<answer>0</answer>"} for k, im in enumerate(images[1:3]))
+    observations = [{"image": images[0], "prompt": "Q"}, {"image": images[3], "prompt": "again", "history": turns}]
+    prompts, entries = agent.prompts_and_images(observations)
+    inputs = processor_inputs(agent.processor, prompts, entries, "cpu")
+    merge = agent.processor.image_processor.merge_size
+    tokens = (inputs["image_grid_thw"].prod(-1) // merge**2).tolist()
+    assert len(set(tokens)) == 4
+    pad = agent.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    runs = [[len(list(run)) for tok, run in itertools.groupby(row.tolist()) if tok == pad] for row in inputs["input_ids"]]
+    assert runs == [tokens[:1], tokens[1:]]
+    assert inputs["mm_token_type_ids"].sum(-1).tolist() == [tokens[0], sum(tokens[1:])]
+    with pytest.raises(ValueError, match=r"prompt 1 holds 3 image placeholders .* but 2 images"):
+        processor_inputs(agent.processor, prompts, [entries[0], entries[1][:2]], "cpu")
+    with pytest.raises(ValueError, match=r"prompt 0 holds 3 image placeholders .* but 1 images"):
+        agent.backend.generate(prompts[1:], entries[:1], SamplingParams())

@@ -14,7 +14,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     rows = run_demo(args.out, n_episodes=args.episodes, n_images=args.images, seed=args.seed)
     print(format_table(rows))
-    print(f"example images written to {args.out}/")
+    print(f"example images (and episode strips of the multi-step envs) written to {args.out}/")
     return 0
 
 
@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="write example images of every env and print random vs optimal mean reward",
         description="Write example images of every environment and print, per env, the mean "
-        "reward of a random legal answer and of the optimal answer over N seeds.",
+        "reward of a random legal answer and of the optimal answer over N seeds (multi-step envs: "
+        "mean return, plus one episode strip of the oracle and one of a random agent).",
     )
     demo.add_argument("--out", default="examples", help="folder for the PNGs (default: examples)")
     demo.add_argument("-n", "--episodes", type=int, default=50, help="seeds per env (default: 50)")

@@ -3,6 +3,10 @@
 For each env id: PNGs of a few episodes (the observation, and the result of
 the optimal answer simulated to rest), then the mean reward over N seeds of a
 uniformly random legal answer and of the optimal answer (``info["optimal_action"]``).
+For the multi-step ids (``envs.MULTI_STEP_ENV_IDS``) the scores are mean returns
+(the answer given every turn, the optimal one read from the latest info), and two
+episode strips per id (:func:`evaluation.strips.trajectory_strip`) show one episode
+of the oracle and one of a random agent, turn by turn.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import envs
 from envs.answers import sample_legal_answer
 from envs.atomic import atomic_path
 
-__all__ = ["DemoRow", "run_demo", "format_table"]
+__all__ = ["DemoRow", "run_demo", "format_table", "default_env_ids"]
 
 
 @dataclass(frozen=True)
@@ -27,48 +31,81 @@ class DemoRow:
     random_mean: float
     optimal_mean: float
     n_episodes: int
+    interaction: str = "single"
 
 
-def _mean_reward(env: gym.Env, answer_of, seeds: range) -> float:
-    rewards = []
+def default_env_ids() -> tuple[str, ...]:
+    """The ids ``cubeworld demo`` covers: the single-step tasks, then the multi-step ones."""
+    return tuple(envs.ENV_IDS) + tuple(envs.MULTI_STEP_ENV_IDS)
+
+
+def _mean_return(env: gym.Env, answer_of, seeds: range) -> float:
+    """Mean undiscounted return; ``answer_of(info)`` answers each turn from the latest info."""
+    returns = []
     for seed in seeds:
         _, info = env.reset(seed=seed)
-        rewards.append(env.step(answer_of(info))[1])
-    return float(np.mean(rewards))
+        total, done = 0.0, False
+        while not done:
+            _, reward, terminated, truncated, info = env.step(answer_of(info))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return float(np.mean(returns))
+
+
+def _save_png(pixels: np.ndarray, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")
+
+
+def _write_strips(env: gym.Env, env_id: str, seed: int, out: Path) -> None:
+    """One episode strip of the oracle and one of a random agent (seeded ``seed``), seed ``seed``."""
+    from agents.baselines import OracleAgent, RandomAgent
+    from evaluation.strips import record_episode, trajectory_strip
+
+    for name, agent in (("oracle", OracleAgent()), ("random", RandomAgent(seed=seed))):
+        turns, final = record_episode(env, agent, seed)
+        _save_png(trajectory_strip(turns, final_image=final), out / f"{env_id}_seed{seed}_{name}_episode.png")
 
 
 def run_demo(out_dir: str | Path, n_episodes: int = 50, n_images: int = 4, seed: int = 0,
-             env_ids: tuple[str, ...] = envs.ENV_IDS) -> list[DemoRow]:
+             env_ids: tuple[str, ...] | None = None) -> list[DemoRow]:
     """Write ``n_images`` example PNG pairs per env to ``out_dir`` and score both reference answers.
 
     Seeds ``seed .. seed + n_episodes - 1`` are used for both answers; the random
-    answers come from ``numpy.random.default_rng(seed)``.
+    answers come from ``numpy.random.default_rng(seed)``. ``env_ids`` defaults to
+    :func:`default_env_ids`. Multi-step ids also get ``{id}_seed{seed}_oracle_episode.png``
+    and ``{id}_seed{seed}_random_episode.png`` (episode strips), and score mean returns.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for env_id in env_ids:
+    for env_id in default_env_ids() if env_ids is None else env_ids:
         env = gym.make(env_id, render_mode="rgb_array")
         fmt = env.unwrapped.answer_format
+        interaction = getattr(env.unwrapped, "interaction", "single")
         for k in range(n_images):
             obs, info = env.reset(seed=seed + k)
             env.step(info["optimal_action"])
-            for name, pixels in ((f"{env_id}_seed{seed + k}.png", obs["image"]),
-                                 (f"{env_id}_seed{seed + k}_optimal_result.png", env.render())):
-                with atomic_path(out / name) as tmp:
-                    Image.fromarray(pixels).save(tmp, format="PNG")
+            _save_png(obs["image"], out / f"{env_id}_seed{seed + k}.png")
+            _save_png(env.render(), out / f"{env_id}_seed{seed + k}_optimal_result.png")
+        if interaction != "single":
+            _write_strips(env, env_id, seed, out)
         seeds = range(seed, seed + n_episodes)
         rng = np.random.default_rng(seed)
-        random_mean = _mean_reward(env, lambda info, fmt=fmt, rng=rng: sample_legal_answer(fmt, rng),
-                                   seeds)
-        optimal_mean = _mean_reward(env, lambda info: info["optimal_action"], seeds)
-        rows.append(DemoRow(env_id, random_mean, optimal_mean, n_episodes))
+        random_mean = _mean_return(env, lambda info, fmt=fmt, rng=rng: sample_legal_answer(fmt, rng), seeds)
+        optimal_mean = _mean_return(env, lambda info: info["optimal_action"], seeds)
+        rows.append(DemoRow(env_id, random_mean, optimal_mean, n_episodes, interaction))
         env.close()
     return rows
 
 
 def format_table(rows: list[DemoRow]) -> str:
-    lines = [f"{'env id':<22} {'random legal':>12} {'optimal':>9} {'episodes':>9}"]
-    lines += [f"{r.env_id:<22} {r.random_mean:>12.3f} {r.optimal_mean:>9.3f} {r.n_episodes:>9d}"
-              for r in rows]
+    """Rows as a text table; multi-step rows are mean returns, marked with their interaction."""
+    width = max([len("env id")] + [len(r.env_id) for r in rows])
+    lines = [f"{'env id':<{width}} {'interaction':>11} {'random legal':>12} {'optimal':>9} {'episodes':>9}"]
+    lines += [f"{r.env_id:<{width}} {r.interaction:>11} {r.random_mean:>12.3f} {r.optimal_mean:>9.3f} "
+              f"{r.n_episodes:>9d}" for r in rows]
+    if any(r.interaction != "single" for r in rows):
+        lines.append("(multi-step ids: mean return per episode, the answer given every turn)")
     return "\n".join(lines)

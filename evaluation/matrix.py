@@ -11,6 +11,14 @@ reference points on those seeds:
 * ``constant``: the best constant answer (:func:`evaluation.best_constant.best_constant_answer`),
   the image-blind shortcut: cells near it show no transfer.
 
+Multi-step environments (``interaction`` other than ``"single"``, e.g. ``TopBlockXOnly-Retry-v0``)
+have no best-constant baseline: the candidate search judges one answer on the initial scene,
+which is not a multi-step episode's return (a retry episode repeats a failing constant up to K
+times; a sequential one moves from wherever the last move left the cube). Their ``constant`` is
+marked not applicable (:func:`not_applicable_constant`: answer ``"n/a"``, NaN mean; blank in
+``baselines.csv``, null in ``matrix.json``, ``-`` in the summary); random and optimum still set
+the column's scale, and every cell's ``mean_reward`` there is the mean return.
+
 Reward scales differ per environment (1 for the binary task, 20 for placements),
 so the heatmap (:mod:`evaluation.matrix_plot`) colours each column by
 ``(mean - random) / (optimum - random)`` (:meth:`MatrixResult.normalised`).
@@ -43,7 +51,11 @@ from envs.atomic import write_json_atomic, write_text_atomic
 from .best_constant import DEFAULT_X_STEP, DEFAULT_XY_STEP, ConstantBaseline, best_constant_answer
 from .evaluate import EvaluationResult, evaluate, json_default
 
-__all__ = ["evaluate_matrix", "MatrixResult", "EnvBaselines", "parse_named_spec", "MATRIX_CSV_COLUMNS"]
+__all__ = ["evaluate_matrix", "MatrixResult", "EnvBaselines", "parse_named_spec", "MATRIX_CSV_COLUMNS",
+           "not_applicable_constant", "NO_CONSTANT_ANSWER"]
+
+NO_CONSTANT_ANSWER = "n/a"
+"""The ``answer`` of a constant baseline that does not apply (a multi-step environment)."""
 
 MATRIX_CSV_COLUMNS = ("agent", "env", "mean_reward", "ci95_low", "ci95_high", "legal_rate",
                       "legal_mean_reward", "accuracy", "normalised", "n_episodes", "seed")
@@ -75,12 +87,20 @@ def parse_named_spec(text: str) -> tuple[str, str]:
 
 @dataclass
 class EnvBaselines:
-    """Reference points of one environment on the matrix's seeds: random, optimum, best constant."""
+    """Reference points of one environment on the matrix's seeds: random, optimum, best constant.
+
+    ``constant`` is :func:`not_applicable_constant` for a multi-step environment (see the module docstring).
+    """
 
     env_id: str
     random: EvaluationResult
     optimum: EvaluationResult
     constant: ConstantBaseline
+
+    @property
+    def has_constant(self) -> bool:
+        """False where the best constant does not apply (a multi-step environment)."""
+        return len(self.constant.candidates) > 0  # a searched constant has at least one candidate
 
     def normalise(self, mean_reward: float) -> float:
         """``(mean_reward - random) / (optimum - random)``: 0 at the random baseline, 1 at the optimum.
@@ -143,13 +163,15 @@ class MatrixResult:
         out = []
         for e in self.env_ids:
             b = self.baselines[e]
+            c = b.constant
+            constant = ({"best_constant_answer": c.answer, "best_constant_mean_reward": c.mean_reward,
+                         "best_constant_ci95_low": c.ci95[0], "best_constant_ci95_high": c.ci95[1],
+                         "n_candidates": len(c.candidates)} if b.has_constant
+                        else dict.fromkeys(("best_constant_answer", "best_constant_mean_reward",
+                                            "best_constant_ci95_low", "best_constant_ci95_high", "n_candidates")))
             out.append({"env": e, "random_mean_reward": b.random.mean_reward,
-                        "optimum_mean_reward": b.optimum.mean_reward,
-                        "best_constant_answer": b.constant.answer,
-                        "best_constant_mean_reward": b.constant.mean_reward,
-                        "best_constant_ci95_low": b.constant.ci95[0], "best_constant_ci95_high": b.constant.ci95[1],
-                        "n_candidates": len(b.constant.candidates), "n_episodes": b.constant.n_episodes,
-                        "seed": b.constant.seed})
+                        "optimum_mean_reward": b.optimum.mean_reward, **constant,
+                        "n_episodes": c.n_episodes, "seed": c.seed})
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,7 +180,8 @@ class MatrixResult:
             "specs": self.specs,
             "cells": [{"agent": a, "env": e, **self.cell(a, e).to_dict()} for a in self.agents for e in self.env_ids],
             "baselines": {e: {"random": b.random.to_dict(), "optimum": b.optimum.to_dict(),
-                              "constant": b.constant.to_dict()} for e, b in self.baselines.items()},
+                              "constant": b.constant.to_dict() if b.has_constant else None}
+                          for e, b in self.baselines.items()},
         }
 
     def save(self, out_dir: str | os.PathLike, plot: bool = True) -> dict[str, Path]:
@@ -180,7 +203,8 @@ class MatrixResult:
         return paths
 
     def summary(self) -> str:
-        """A readable table: mean reward per cell, then the baselines' rows."""
+        """A readable table: mean reward (multi-step: mean return) per cell, then the baselines' rows,
+        then, for multi-step columns, success within 1 and K turns and AUCCESS per agent."""
         width = max([len(a) for a in self.agents] + [len("best constant")]) + 2
         cols = [e.removesuffix("-v0") for e in self.env_ids]
         cw = max(12, *(len(c) + 2 for c in cols))
@@ -189,10 +213,21 @@ class MatrixResult:
             lines.append(f"{a:<{width}}" + "".join(f"{self.cell(a, e).mean_reward:>{cw}.3f}" for e in self.env_ids))
         lines.append("-" * (width + cw * len(cols)))
         for label, get in (("random", lambda b: f"{b.random.mean_reward:.3f}"),
-                           ("best constant", lambda b: f"{b.constant.mean_reward:.3f}"),
-                           ("  answer", lambda b: _inner(b.constant.answer)),
+                           ("best constant", lambda b: f"{b.constant.mean_reward:.3f}" if b.has_constant else "-"),
+                           ("  answer", lambda b: _inner(b.constant.answer) if b.has_constant else "-"),
                            ("optimum", lambda b: f"{b.optimum.mean_reward:.3f}")):
             lines.append(f"{label:<{width}}" + "".join(f"{get(self.baselines[e]):>{cw}}" for e in self.env_ids))
+        multi = [e for e in self.env_ids if self.cell(self.agents[0], e).interaction is not None]
+        if multi:  # multi-step columns: mean return above; success within 1 and K turns, and AUCCESS
+            lines.append("")
+            lines.append("success@1 / success@K / AUCCESS (multi-step columns; K = the env's max_turns)")
+            mcols = [e.removesuffix("-v0") for e in multi]
+            mw = max(17, *(len(c) + 2 for c in mcols))
+            lines.append(" " * width + "".join(f"{c:>{mw}}" for c in mcols))
+            for a in self.agents:
+                cells = [self.cell(a, e) for e in multi]
+                lines.append(f"{a:<{width}}" + "".join(
+                    f"{f'{r.success_at_k[0]:.3f}/{r.success_at_k[-1]:.3f}/{r.auccess:.3f}':>{mw}}" for r in cells))
         return "\n".join(lines)
 
 
@@ -213,16 +248,39 @@ def _csv(columns: Sequence[str], rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def not_applicable_constant(env_id: str, n_episodes: int, seed: int) -> ConstantBaseline:
+    """The constant baseline of an environment where none applies: answer ``"n/a"``, NaN mean, no candidates."""
+    nan = float("nan")
+    return ConstantBaseline(env_id=env_id, seed=seed, n_episodes=int(n_episodes), answer=NO_CONSTANT_ANSWER,
+                            mean_reward=nan, ci95=(nan, nan), candidates=(), candidate_means=np.zeros(0),
+                            rewards=np.zeros((int(n_episodes), 0)))
+
+
+def _is_multi_step(env_id: str, env_kwargs: Mapping[str, Any]) -> bool:
+    env = gym.make(env_id, **env_kwargs)
+    try:
+        return getattr(env.unwrapped, "interaction", "single") != "single"
+    finally:
+        env.close()
+
+
 def env_baselines(env_id: str, n_episodes: int, seed: int, batch_size: int = EVAL_BATCH_SIZE,
                   x_step: int = DEFAULT_X_STEP, xy_step: tuple[int, int] = DEFAULT_XY_STEP,
                   env_kwargs: Mapping[str, Any] | None = None) -> EnvBaselines:
-    """Random, optimum and best-constant reference points of ``env_id`` on seeds ``seed .. seed + n_episodes - 1``."""
+    """Random, optimum and best-constant reference points of ``env_id`` on seeds ``seed .. seed + n_episodes - 1``.
+
+    A multi-step environment (also a single-step id made multi-step by ``env_kwargs``, e.g.
+    ``interaction="retry"``) gets :func:`not_applicable_constant` (see the module docstring).
+    """
     from agents.baselines import OracleAgent, RandomAgent
 
     kw = dict(env_kwargs or {})
     random = evaluate(RandomAgent(seed=seed), env_id, n_episodes, seed, batch_size, env_kwargs=kw)
     optimum = evaluate(OracleAgent(), env_id, n_episodes, seed, batch_size, env_kwargs=kw)
-    constant = best_constant_answer(env_id, n_episodes, seed, x_step=x_step, xy_step=xy_step, env_kwargs=kw)
+    if _is_multi_step(env_id, kw):
+        constant = not_applicable_constant(env_id, n_episodes, seed)
+    else:
+        constant = best_constant_answer(env_id, n_episodes, seed, x_step=x_step, xy_step=xy_step, env_kwargs=kw)
     return EnvBaselines(env_id, random, optimum, constant)
 
 
@@ -302,7 +360,7 @@ def evaluate_matrix(
         result.baselines[e] = env_baselines(e, n_episodes, seed, batch_size, x_step, xy_step, env_kwargs.get(e))
         b = result.baselines[e]
         log(f"{e}: random {b.random.mean_reward:.3f}, optimum {b.optimum.mean_reward:.3f}, best constant "
-            f"{b.constant.answer} {b.constant.mean_reward:.3f}")
+            + (f"{b.constant.answer} {b.constant.mean_reward:.3f}" if b.has_constant else "n/a (multi-step)"))
     for name, agent in agents.items():
         spec = agent if isinstance(agent, str) else None
         result.specs[name] = spec if spec is not None else repr(agent)

@@ -121,3 +121,40 @@ def test_curves_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["curves", "--run", "no-label"])
     assert info.value.code == 2 and "--run must be LABEL=DIR" in capsys.readouterr().err
+
+
+def test_eval_on_a_multi_step_id(tmp_path, capsys):
+    out = tmp_path / "retry.json"
+    assert main(["eval", "--env", "TopBlockXOnly-Retry-v0", "--agent", "oracle", "-n", "4", "--quiet",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "retry, at most 3 turns" in text and "success within k" in text and "k=1 1.000" in text
+    data = json.loads(out.read_text())
+    assert data["interaction"] == "retry" and data["success_at_k"][0] == 1.0 and data["episodes"][0]["turns"]
+
+
+def test_demo_writes_episode_strips_of_the_multi_step_ids(tmp_path, capsys):
+    from PIL import Image
+
+    import envs
+
+    assert main(["demo", "--out", str(tmp_path), "-n", "2", "--images", "1"]) == 0
+    text = capsys.readouterr().out
+    for env_id in envs.ENV_IDS + envs.MULTI_STEP_ENV_IDS:
+        assert env_id in text and (tmp_path / f"{env_id}_seed0.png").exists()
+    for env_id in envs.MULTI_STEP_ENV_IDS:
+        for agent in ("oracle", "random"):
+            with Image.open(tmp_path / f"{env_id}_seed0_{agent}_episode.png") as png:
+                assert png.mode == "RGB" and png.width >= 2 * 256 and png.height > 256  # >= 1 turn + the result
+    assert not list(tmp_path.glob(f"{envs.ENV_IDS[0]}*episode.png"))  # single-step ids: no strips
+
+
+def test_eval_matrix_on_a_multi_step_id_has_no_constant_baseline(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert main(["eval-matrix", "--agent", "random", "--env", "TopBlockXOnly-Retry-v0", "-n", "3", "--quiet",
+                 "--out", str(tmp_path)]) == 0
+    row = (tmp_path / "baselines.csv").read_text().splitlines()[1].split(",")
+    assert row[0] == "TopBlockXOnly-Retry-v0" and row[3:8] == [""] * 5  # best constant: not applicable
+    data = json.loads((tmp_path / "matrix.json").read_text())
+    assert data["baselines"]["TopBlockXOnly-Retry-v0"]["constant"] is None
+    assert data["cells"][0]["interaction"] == "retry" and (tmp_path / "matrix.png").exists()

@@ -197,6 +197,27 @@ class World:
                 return Verdict(not moved, "moved" if moved else "at_rest", step, disp, rot)
         return Verdict(not moved, "moved" if moved else "horizon", max_steps, disp, rot)
 
+    def run_to_rest(self, horizon_s: float = HORIZON_S) -> int:
+        """Simulate until every cube has been at rest for ``REST_STEPS`` steps, or ``horizon_s``
+        passes; returns the steps taken. It stops exactly where ``settle(stop_on_motion=False)``
+        stops, without tracking displacement: for showing a result, which needs no verdict.
+        """
+        if self._scene is None:
+            raise RuntimeError("World.run_to_rest() before World.load(scene)")
+        c, s = self.client, WORLD_UNITS_PER_EDGE
+        quiet = 0
+        max_steps = int(round(horizon_s / TIME_STEP))
+        for step in range(1, max_steps + 1):
+            p.stepSimulation(physicsClientId=c)
+            speed = 0.0
+            for body in self._bodies:
+                lin, ang = p.getBaseVelocity(body, physicsClientId=c)
+                speed = max(speed, math.hypot(*lin) / s, math.hypot(*ang))
+            quiet = quiet + 1 if speed < REST_SPEED else 0
+            if quiet >= REST_STEPS:
+                return step
+        return max_steps
+
     def render(self, width: int = 256, height: int = 256) -> np.ndarray:
         """The world as the camera sees it now: ``(height, width, 3)`` uint8."""
         return render_rgb(self.client, width, height)

@@ -337,7 +337,7 @@ class TowerEnv(gym.Env):
             self._world.load(scene)
             self._result_loaded = True
         if simulate and not self._result_settled:
-            self._world.settle(stop_on_motion=False)
+            self._world.run_to_rest()
         self._result_settled = True
 
     def result_frame(self) -> np.ndarray:

@@ -74,11 +74,14 @@ def _check_env_id(env_id: str) -> str:
     Raises:
         ValueError: another id (with the closest known ones, and why the real-photo id is not one).
     """
-    from . import ENV_IDS, REAL_ENV_IDS  # here: envs/__init__ imports this module
+    from . import ENV_IDS, MULTI_STEP_ENV_IDS, REAL_ENV_IDS  # here: envs/__init__ imports this module
 
     name = _bare(env_id)
     if name in ENV_IDS:
         return name
+    if name in MULTI_STEP_ENV_IDS:
+        raise ValueError(f"{name} is a multi-step env; TRL's trainers score one completion per prompt, so use a "
+                         f"single-step id (one of {', '.join(ENV_IDS)})")
     if name in REAL_ENV_IDS:
         raise ValueError(f"{name!r} has no scenes to simulate (its reward is a photo's label); "
                          f"use one of {', '.join(ENV_IDS)}")
@@ -144,7 +147,7 @@ class EnvReward:
         self._env: Any = None
         self._pid: int | None = None
         self._loaded: Any = None
-        self._environment()  # bad env_kwargs fail here, not at the first training step
+        _check_single_step(self._environment(), self.env_id)  # bad env_kwargs fail here, not at the first step
 
     def _environment(self) -> Any:
         if self._env is None or self._pid != os.getpid():
@@ -230,6 +233,13 @@ class EnvReward:
     def __repr__(self) -> str:
         kwargs = "".join(f", {k}={v!r}" for k, v in self.env_kwargs.items())
         return f"reward_function({self.env_id!r}{kwargs})"
+
+
+def _check_single_step(env: Any, env_id: str) -> None:
+    interaction = getattr(env.unwrapped, "interaction", "single")
+    if interaction != "single":
+        raise ValueError(f"{env_id} is a multi-step env (interaction={interaction!r}); TRL's trainers score one "
+                         "completion per prompt, so use a single-step id (e.g. TopBlockXOnly-v0)")
 
 
 def reward_function(env_id: str, **env_kwargs: Any) -> Callable[..., list[float | None]]:
@@ -324,6 +334,7 @@ def export_dataset(env_id: str, n: int, seed: int, out_dir: str | os.PathLike, *
         "seed": datasets.Value("int64"),
     })
     env = gym.make(env_id, **env_kwargs)
+    _check_single_step(env, env_id)
     rows = []
     try:
         for s in range(seed, seed + n):

@@ -121,3 +121,18 @@ def test_resting_height():
     assert scene.resting_z(0.3) == pytest.approx(2.5)
     assert scene.resting_z(2.5, below=4.0) == pytest.approx(0.5)  # beside the tower: the floor
     assert scene.resting_z(1.0) == pytest.approx(0.5)  # touching the tower's side is no support
+
+
+def test_run_to_rest_stops_where_settle_without_stopping_on_motion_stops():
+    from envs.physics import World
+    from envs.scenes import top_block
+
+    for seed in range(6):  # stable and falling towers
+        scene = top_block(np.random.default_rng(seed), (2, 4))
+        a, b = World(), World()
+        a.load(scene)
+        b.load(scene)
+        verdict = a.settle(stop_on_motion=False)
+        assert b.run_to_rest() == verdict.steps
+        for x, y in zip(a.poses(), b.poses()):
+            np.testing.assert_array_equal(x, y)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import envs
-from envs.trl_interop import COLUMNS, completion_text
+from envs.trl_interop import COLUMNS, completion_text, export_dataset, reward_function
 
 REPO = Path(__file__).resolve().parents[2]
 SEEDS = (0, 1, 5)
@@ -221,5 +221,15 @@ def test_envs_stays_free_of_torch():
             "_, info = gym.make('TopBlockXOnly-v0').reset(seed=0)\n"
             "envs.reward_function('TopBlockXOnly-v0')(None, ['x'], scene=[json.dumps(info['scene'])])\n"
             "envs.export_dataset('TopBlockXOnly-v0', 1, 0, tempfile.mkdtemp() + '/ds')\n"
+            "for env_id in envs.MULTI_STEP_ENV_IDS:\n"
+            "    e = gym.make(env_id); e.reset(seed=0); e.step('<answer>0</answer>')\n"
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=120)
+
+
+@pytest.mark.parametrize("make", [lambda: reward_function("TopBlockXOnly-Retry-v0"),
+                                  lambda: reward_function("TopBlockXOnly-v0", interaction="retry"),
+                                  lambda: export_dataset("TowerBuild-v0", 1, 0, "unused")])
+def test_multi_step_ids_are_refused_with_the_fix(make):
+    with pytest.raises(ValueError, match="multi-step env.*use a single-step id"):
+        make()

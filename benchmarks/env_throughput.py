@@ -15,9 +15,14 @@ Then ``gymnasium.vector.AsyncVectorEnv`` with 1 and 2 workers (same-step
 autoreset, so every step is a whole episode); the speed-up is 2 workers
 against the plain single-process ``env`` loop.
 
-    python benchmarks/env_throughput.py [--episodes 300]
+A second table does the same for the multi-step ids (``envs.MULTI_STEP_ENV_IDS``): steps
+and episodes per second through ``gym.make`` against a raw floor that plays the same turns
+(:mod:`multistep_throughput`, which says what each turn costs and how the two are checked to
+agree).
 
-Goals (issue 2): >= 60 episodes/s per core, env <= 1.15x raw, >= 1.7x with 2 workers.
+    python benchmarks/env_throughput.py [--episodes 300] [--ids ID ...]
+
+Goals (issue 2): >= 60 episodes/s per core, env <= 1.15x raw (multi-step too), >= 1.7x with 2 workers.
 """
 
 from __future__ import annotations
@@ -174,9 +179,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=300, help="episodes per env id and contender")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--ids", nargs="+", choices=envs.ENV_IDS + envs.MULTI_STEP_ENV_IDS, metavar="ID",
+                        help="measure only these ids (default: every single-step and multi-step id)")
     args = parser.parse_args()
+    ids = args.ids or envs.ENV_IDS + envs.MULTI_STEP_ENV_IDS
     rows = []
-    for env_id in envs.ENV_IDS:
+    for env_id in (i for i in envs.ENV_IDS if i in ids):
         episodes = _episodes(env_id, args.episodes)
         bench_env(env_id, episodes[:20])  # warm-up: the room render and first-call caches
         env_rate = bench_env(env_id, episodes)
@@ -185,11 +193,19 @@ def main() -> None:
         one = bench_vector(env_id, args.episodes // 2, 1)
         many = bench_vector(env_id, args.episodes // 2, args.workers)
         rows.append((env_id, env_rate, raw_rate, full_rate, one, many))
-    print(f"{'env id':<22} {'env eps/s':>9} {'raw eps/s':>9} {'env/raw time':>12} "
-          f"{'raw full-room':>13} {'async x1':>9} {f'async x{args.workers}':>9} {'speed-up':>8}")
+    if rows:
+        print(f"{'env id':<22} {'env eps/s':>9} {'raw eps/s':>9} {'env/raw time':>12} "
+              f"{'raw full-room':>13} {'async x1':>9} {f'async x{args.workers}':>9} {'speed-up':>8}")
     for env_id, env_rate, raw_rate, full_rate, one, many in rows:
         print(f"{env_id:<22} {env_rate:>9.1f} {raw_rate:>9.1f} {raw_rate / env_rate:>12.3f} "
               f"{full_rate:>13.1f} {one:>9.1f} {many:>9.1f} {many / env_rate:>8.2f}")
+    multi = [i for i in envs.MULTI_STEP_ENV_IDS if i in ids]
+    if multi:
+        import multistep_throughput  # here, not at the top: it imports this module's raw helpers
+
+        if rows:
+            print()
+        multistep_throughput.print_table(multistep_throughput.run(multi, args.episodes))
 
 
 if __name__ == "__main__":

@@ -87,8 +87,8 @@ import numpy as np
 from scipy import ndimage
 
 from envs.physics import World
-from envs.render import camera_matrices, room_image
 from envs.prompts import NEXT_TURN
+from envs.render import camera_matrices, room_image
 from envs.scenes import COLOR_NAMES, PALETTE, RED, Cube, Scene
 
 from .base import task_of

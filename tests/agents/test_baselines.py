@@ -1,7 +1,7 @@
 """Baseline agents answer every env; the oracle reaches the ceiling; constants and random sit below."""
 
-import numpy as np
 import gymnasium as gym
+import numpy as np
 import pytest
 
 import envs

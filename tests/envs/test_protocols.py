@@ -92,7 +92,7 @@ def test_observation_history_and_info_keys(env_id):
     obs0, info0 = steps[0][0], steps[0][4]
     assert obs0["history"] == () and info0["attempt"] == 0 and info0["success"] is False
     assert info0["scene_now"] == info0["scene"] and info0["max_turns"] == env.unwrapped.max_turns
-    for turn, (obs, reward, term, trunc, info) in enumerate(steps[1:], start=1):
+    for turn, (obs, reward, _term, _trunc, info) in enumerate(steps[1:], start=1):
         assert env.observation_space.contains(obs)
         assert len(obs["history"]) == turn and info["attempt"] == turn
         previous = steps[turn - 1][0]

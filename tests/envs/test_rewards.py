@@ -6,12 +6,12 @@ import pytest
 
 from envs.answers import parse_answer
 from envs.rewards import (
-    build_reward,
     ILLEGAL_OUTCOMES,
     ILLEGAL_REWARD,
     LEGAL_OUTCOMES,
     OUTCOMES,
     binary_reward,
+    build_reward,
     placement_reward,
 )
 

@@ -62,8 +62,11 @@ def plot_matrix(result: Any, path: str | os.PathLike, title: str | None = None, 
         k = len(agents)
         values[k, j] = b.normalise(b.random.mean_reward)
         text[k][j] = f"{b.random.mean_reward:.2f}"
-        values[k + 1, j] = b.normalise(b.constant.mean_reward)
-        text[k + 1][j] = f"{b.constant.mean_reward:.2f}\n{_short(b.constant.answer)}"
+        if b.has_constant:
+            values[k + 1, j] = b.normalise(b.constant.mean_reward)
+            text[k + 1][j] = f"{b.constant.mean_reward:.2f}\n{_short(b.constant.answer)}"
+        else:  # multi-step column: no fixed answer stands for an image-blind policy (grey cell)
+            text[k + 1][j] = "n/a\n(multi-step)"
         values[k + 2, j] = b.normalise(b.optimum.mean_reward)
         text[k + 2][j] = f"{b.optimum.mean_reward:.2f}"
 
@@ -81,6 +84,8 @@ def plot_matrix(result: Any, path: str | os.PathLike, title: str | None = None, 
                     color="white" if dark else "black", fontweight="bold" if i < len(agents) else "normal")
     # Cells whose interval reaches the best constant's mean: no evidence of transfer.
     for j, e in enumerate(envs):
+        if not result.baselines[e].has_constant:
+            continue
         constant = result.baselines[e].constant.mean_reward
         for i, a in enumerate(agents):
             if result.cell(a, e).ci95[0] <= constant:

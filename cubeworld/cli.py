@@ -55,8 +55,12 @@ def _train(args: argparse.Namespace) -> int:
         for label, ev in (("before training", row.get("before")), ("after training", row.get("after")),
                           (f"best constant {row.get('constant_answer')}", row.get("constant_baseline"))):
             if ev is not None:
-                print(f"held-out mean reward, {label:<38} {ev.mean_reward:8.3f}  95% CI "
-                      f"[{ev.ci95[0]:.3f}, {ev.ci95[1]:.3f}]  legal {ev.legal_rate:.3f}  ({ev.n_episodes} episodes)")
+                success = "" if ev.success_at_k is None else (
+                    f"  success@1 {ev.success_at_k[0]:.3f} @{len(ev.success_at_k)} {ev.success_at_k[-1]:.3f} "
+                    f"AUCCESS {ev.auccess:.3f}")
+                print(f"held-out mean {'return' if success else 'reward'}, {label:<38} {ev.mean_reward:8.3f}  95% CI "
+                      f"[{ev.ci95[0]:.3f}, {ev.ci95[1]:.3f}]  legal {ev.legal_rate:.3f}  ({ev.n_episodes} episodes)"
+                      f"{success}")
         if row.get("after") is not None and row.get("constant_baseline") is not None:
             beat = row["after"].ci95[0] > row["constant_baseline"].ci95[1]
             print(f"beats the image-blind shortcut (95% intervals apart): {'yes' if beat else 'no'}")

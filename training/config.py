@@ -33,6 +33,7 @@ from .config_rules import (
     coerce,
     fail,
 )
+from .credit import ADVANTAGES, RETURN_TYPES
 from .objectives import NORMALISATIONS
 
 __all__ = ["TrainConfig", "ConfigError", "OBJECTIVES"]
@@ -40,7 +41,8 @@ __all__ = ["TrainConfig", "ConfigError", "OBJECTIVES"]
 OBJECTIVES = ("grpo", "gspo", "sft")
 _CHOICES = {"objective": OBJECTIVES, "mix_schedule": ("interleaved", "blocked"),
             "lr_schedule": ("constant", "linear", "cosine"), "loss_normalisation": NORMALISATIONS,
-            "backend": ("hf", "vllm"), "dtype": ("auto", "bfloat16", "float16", "float32")}
+            "backend": ("hf", "vllm"), "dtype": ("auto", "bfloat16", "float16", "float32"),
+            "advantage": ADVANTAGES}
 _MINIMA = {"group_size": 1, "prompts_per_step": 1, "grad_accum_steps": 1, "max_new_tokens": 1, "lora_r": 1,
            "eval_max_new_tokens": 1, "lora_alpha": 1, "num_iterations": 1, "vllm_max_model_len": 0, "log_every": 1, "eval_seed": 1, "warmup_steps": 0,
            "max_steps": 0, "weight_decay": 0, "kl_coef": 0, "seed": 0, "eval_every": 0, "eval_episodes": 0,
@@ -114,6 +116,17 @@ class TrainConfig:
     kl_coef: float = _field(0.05, "weight of a k3 KL penalty to the base, >= 0; 0 (the paper's) skips the "
                             "reference forward; 0.05 kept the quickstart off one-answer collapse")
     skip_degenerate_groups: bool = _field(True, "skip forward/backward of groups with all-equal rewards")
+    # Multi-turn episodes (multi-step env ids; DESIGN.md section 7)
+    advantage: str = _field("trajectory", "'trajectory' (the group-normalised return on every generated token "
+                            "of the trajectory, as VAGEN / RAGEN) or 'turn' (the group-normalised "
+                            "return-to-go at each turn index)")
+    return_type: str | None = _field(None, "trajectory return: 'sum' of the turns' rewards, the 'final' turn's "
+                                     "reward or 'discounted' (gamma); null: per protocol, 'final' for retry and "
+                                     "sequential (a summed retry pays for failing first), 'sum' for build (the "
+                                     "height gained)")
+    gamma: float = _field(1.0, "discount of return_type 'discounted', in [0, 1]")
+    max_history_turns: int | None = _field(None, "earlier turns replayed in a multi-turn chat (null: all; "
+                                           "0: none); bounds the prompt of long episodes")
     # Rollout sampling
     temperature: float = _field(1.0, "rollout sampling temperature, > 0 for grpo/gspo")
     top_p: float = _field(1.0, "rollout nucleus mass, in (0, 1]; 1 disables it")
@@ -216,6 +229,13 @@ class TrainConfig:
     def _check_objective_options(self):
         if self.tis_correction is not None and not isinstance(self.tis_correction, bool):
             fail(f"tis_correction must be true, false or null (null: on for backend vllm); got {self.tis_correction!r}")
+        if self.return_type is not None and self.return_type not in RETURN_TYPES:
+            fail(f"return_type must be null (per protocol) or one of {list(RETURN_TYPES)}; got "
+                 f"{self.return_type!r}{close_matches(str(self.return_type), RETURN_TYPES)}")
+        if not 0 <= self.gamma <= 1:
+            fail(f"gamma must be in [0, 1] (the discount of return_type 'discounted'); got {self.gamma}")
+        if self.max_history_turns is not None and self.max_history_turns < 0:
+            fail(f"max_history_turns must be null (all turns) or >= 0; got {self.max_history_turns}")
         if not self.tis_cap > 0:
             fail(f"tis_cap must be > 0 (the TIS weight is min(ratio, tis_cap)); got {self.tis_cap}")
         if self.objective == "sft" and self.num_iterations != 1:
@@ -230,6 +250,32 @@ class TrainConfig:
         if self.backend == "vllm" and self.lora_r > VLLM_MAX_LORA_RANKS[-1]:
             fail(f"lora_r={self.lora_r} is above the largest LoRA rank vLLM serves ({VLLM_MAX_LORA_RANKS[-1]}); "
                  f"lower lora_r or use backend=hf")
+
+    @property
+    def max_images_per_prompt(self) -> int:
+        """Most images one rollout prompt carries: 1 single-step; else the longest episode's turns
+        (``max_turns`` of each env), capped by ``max_history_turns + 1``."""
+        import gymnasium as gym
+
+        import envs  # noqa: F401  (registers the ids)
+
+        most = 1
+        for env_id in self.env_weights:
+            env = gym.make(env_id, **self.env_kwargs)
+            most = max(most, int(getattr(env.unwrapped, "max_turns", 1)))
+            env.close()
+        return most if self.max_history_turns is None else min(most, self.max_history_turns + 1)
+
+    def return_type_for(self, env_id: str) -> str:
+        """``return_type``, or (null) the protocol's default: ``sum`` for TowerBuild-v0 (the return is the
+        height gained), ``final`` otherwise (single-step: the one reward, the same thing)."""
+        if self.return_type is not None:
+            return self.return_type
+        import gymnasium as gym
+
+        spec = gym.spec(env_id.rpartition(":")[2])
+        merged = {**(spec.kwargs or {}), **self.env_kwargs}
+        return "sum" if merged.get("task") == "tower_build" else "final"
 
     @property
     def tis_enabled(self) -> bool:
@@ -260,8 +306,9 @@ class TrainConfig:
             self.env_mix = {k: float(v) for k, v in self.env_mix.items()}
         for env_id in self.env_weights if self.env_kwargs else ():
             check_env_kwargs(env_id, self.env_kwargs, gym)
-        for env_id in self.env_weights:
-            check_single_step(env_id, self.env_kwargs or {}, gym)
+        if self.objective == "sft":
+            for env_id in self.env_weights:
+                check_single_step(env_id, self.env_kwargs or {}, gym)
 
     # -- derived quantities -------------------------------------------------------------------
 
@@ -303,14 +350,14 @@ class TrainConfig:
         default); for ``backend="vllm"`` the engine's options, its LoRA rank limit following ``lora_r``."""
         kwargs = {"load_in_4bit": self.load_in_4bit, "backend": self.backend,
                   "device": None if self.device == "auto" else self.device,
-                  "dtype": None if self.dtype == "auto" else self.dtype}
+                  "dtype": None if self.dtype == "auto" else self.dtype, "max_history_turns": self.max_history_turns}
         if self.backend == "vllm":
             kwargs["backend_options"] = {
                 "max_lora_rank": engine_lora_rank(self.lora_r), "enforce_eager": self.vllm_enforce_eager,
                 "gpu_memory_utilization": self.vllm_gpu_memory_utilization, "enable_sleep_mode": self.vllm_sleep_mode,
                 "max_model_len": self.vllm_max_model_len or None, "seed": self.seed,
-                # Single-step rollouts: one image per prompt, so vLLM budgets no multi-image encoder cache.
-                "max_images_per_prompt": 1}
+                # One image per turn the chat replays: vLLM budgets its encoder cache for the longest prompt.
+                "max_images_per_prompt": self.max_images_per_prompt}
             if self.train_vision:  # else vLLM silently serves the vision encoder without its adapter
                 kwargs["backend_options"]["enable_tower_connector_lora"] = True
         return kwargs

@@ -38,6 +38,10 @@ def fail(message: str):
 
 def coerce(name: str, kind: str, value: Any) -> Any:
     """Check a field's type; numbers written as strings ('1e-4', which YAML reads as text) become numbers."""
+    if kind == "str | None":
+        return None if value is None or value == "null" else coerce(name, "str", value)
+    if kind == "int | None":
+        return None if value is None or value == "null" else coerce(name, "int", value)
     if kind in ("int", "float"):
         if isinstance(value, str):
             try:
@@ -100,14 +104,14 @@ def check_env_kwargs(env_id: str, kwargs: dict[str, Any], gym) -> None:
 
 
 def check_single_step(env_id: str, kwargs: dict[str, Any], gym) -> None:
-    """The trainer's rollouts are one answer per episode: multi-step envs (DESIGN.md section 7) fail now."""
+    """SFT learns from single-step oracle answers: multi-step envs (DESIGN.md section 7) fail now."""
     spec = gym.spec(env_id.rpartition(":")[2])
     merged = {**(spec.kwargs or {}), **kwargs}
     interaction = merged.get("interaction")
     if (interaction not in (None, "single")) or merged.get("task") == "tower_build":
-        fail(f"{env_id} (interaction={interaction or 'build'!r}) is a multi-step env; the trainer learns "
-             "from single-step episodes only (multi-turn training is not built yet). Train on a single-step "
-             "id (e.g. TopBlockXOnly-v0) and evaluate on the multi-step one with cubeworld eval")
+        fail(f"{env_id} (interaction={interaction or 'build'!r}) is a multi-step env; sft trains on single-step "
+             "oracle answers only (oracle trajectories are not built yet). Use objective grpo or gspo on it, or "
+             "sft on a single-step id (e.g. TopBlockXOnly-v0)")
 
 
 def apply_override(data: dict[str, Any], item: str, names: list[str]) -> None:

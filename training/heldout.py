@@ -58,11 +58,17 @@ def baselines(cfg: TrainConfig) -> dict[str, dict[str, Any]]:
 
 
 def eval_metrics(results: dict[str, EvaluationResult]) -> dict[str, float]:
-    """Log scalars: ``eval_reward``, ``eval_ci_low/high``, ``eval_legal_rate`` of a single env; with
-    several, the same per env under ``/ENV_ID`` and ``eval_reward`` the unweighted mean over envs."""
+    """Log scalars: ``eval_reward``, ``eval_ci_low/high``, ``eval_legal_rate`` (multi-step envs also
+    ``eval_success_at_1``, ``eval_success_at_k``, ``eval_auccess``; ``eval_reward`` is then the mean
+    summed return) of a single env; with several, the same per env under ``/ENV_ID`` and
+    ``eval_reward`` the unweighted mean over envs."""
     def scalars(ev: EvaluationResult, suffix: str = "") -> dict[str, float]:
-        return {f"eval_reward{suffix}": ev.mean_reward, f"eval_ci_low{suffix}": ev.ci95[0],
-                f"eval_ci_high{suffix}": ev.ci95[1], f"eval_legal_rate{suffix}": ev.legal_rate}
+        out = {f"eval_reward{suffix}": ev.mean_reward, f"eval_ci_low{suffix}": ev.ci95[0],
+               f"eval_ci_high{suffix}": ev.ci95[1], f"eval_legal_rate{suffix}": ev.legal_rate}
+        if ev.success_at_k is not None:  # multi-step: the return is a sum; success is the headline
+            out.update({f"eval_success_at_1{suffix}": ev.success_at_k[0],
+                        f"eval_success_at_k{suffix}": ev.success_at_k[-1], f"eval_auccess{suffix}": ev.auccess})
+        return out
 
     if len(results) == 1:
         return scalars(next(iter(results.values())))

@@ -83,6 +83,7 @@ def policy_loss(
     kl_coef: float = 0.0,
     ref_logprobs: Tensor | None = None,
     is_weights: Tensor | None = None,
+    sequence_ids: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Clipped surrogate loss of GRPO (``level="token"``) or GSPO (``level="sequence"``).
 
@@ -94,6 +95,8 @@ def policy_loss(
     * ``level="sequence"`` (GSPO, Zheng et al. 2025 eq. 7): one length-normalised ratio per
       completion, ``s_b = exp(sum_t mask*(logp - old) / max(|y_b|, 1))``, broadcast over its tokens
       with gradient (not detached), exactly TRL's ``importance_sampling_level="sequence"``.
+      ``sequence_ids`` ``(B,)`` long makes rows with one id one sequence (a multi-turn
+      trajectory's turns): ``s`` pools their masked log-ratios over their summed lengths.
 
     Per element: ``l = -min(w*A, clip(w, 1-clip_eps_low, 1+clip_eps_high)*A)`` plus, if ``kl_coef``,
     ``kl_coef * k3`` with ``k3 = exp(ref-logp) - (ref-logp) - 1`` per token (TRL's ``beta``).
@@ -151,8 +154,14 @@ def policy_loss(
     lengths = mf.sum(-1)  # (B,)
     if level == "token":
         log_w = log_ratio  # (B, T)
-    else:
+    elif sequence_ids is None:
         log_w = (log_ratio.sum(-1) / lengths.clamp(min=1.0)).unsqueeze(-1)  # (B, 1)
+    else:
+        _, seq = torch.unique(sequence_ids, return_inverse=True)
+        k = int(seq.max()) + 1
+        pooled = torch.zeros(k, dtype=log_ratio.dtype).index_add(0, seq, log_ratio.sum(-1))
+        seq_len = torch.zeros(k, dtype=lengths.dtype).index_add(0, seq, lengths)
+        log_w = (pooled / seq_len.clamp(min=1.0))[seq].unsqueeze(-1)  # (B, 1): each row its sequence's
     ratio = torch.exp(log_w)
     adv = advantages.detach().float().unsqueeze(-1)  # (B, 1)
     clipped = torch.clamp(ratio, 1.0 - clip_eps_low, 1.0 + clip_eps_high)

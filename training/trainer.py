@@ -54,8 +54,9 @@ from . import heldout
 from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .lora_targets import lora_target_regex
-from .objectives import degenerate_groups, group_advantages, policy_loss, sft_loss_from_logprobs, tis_weights
-from .rollouts import EnvPool, choose_envs, collect_rollouts
+from .objectives import policy_loss, sft_loss_from_logprobs, tis_weights
+from .policy_rows import policy_rows, rollout_metrics
+from .rollouts import EnvPool, choose_envs, collect_trajectories
 
 __all__ = ["Trainer", "TrainResult", "NothingToResumeError", "lora_target_regex"]
 
@@ -150,12 +151,13 @@ class Trainer:
         seeds = [int(s) for s in rng.integers(0, cfg.eval_seed, size=n)]
         return env_ids, seeds, rng
 
-    def _backward(self, observations, token_ids, loss_fn) -> tuple[float, list[torch.Tensor]]:
-        """Forward/backward in ``grad_accum_steps`` micro-batches; ``loss_fn(logp, mask, idx)`` gives each
-        micro-batch's share of the batch loss (the shares sum to it). Returns the loss and the detached
-        log-probabilities of every row."""
-        chunks = np.array_split(np.arange(len(token_ids)), self.config.grad_accum_steps)
-        loss_sum, all_logp = 0.0, []
+    def _backward(self, observations, token_ids, loss_fn, chunks=None) -> tuple[float, list[torch.Tensor]]:
+        """Forward/backward in micro-batches (``chunks``: row indices of each; default ``grad_accum_steps``
+        consecutive parts); ``loss_fn(logp, mask, idx)`` gives each micro-batch's share of the batch loss
+        (the shares sum to it). Returns the loss and the detached log-probabilities of every row, in row order."""
+        if chunks is None:
+            chunks = np.array_split(np.arange(len(token_ids)), self.config.grad_accum_steps)
+        loss_sum, all_logp = 0.0, [None] * len(token_ids)
         for idx in chunks:
             if len(idx) == 0:
                 continue
@@ -164,7 +166,8 @@ class Trainer:
             loss = loss_fn(logp, mask, idx)
             loss.backward()
             loss_sum += float(loss.detach())
-            all_logp.extend(r.detach() for r in rows)
+            for i, r in zip(idx, rows):
+                all_logp[i] = r.detach()
         return loss_sum, all_logp
 
     def _update(self) -> float:
@@ -199,30 +202,16 @@ class Trainer:
         self.model.eval()
         t0 = time.perf_counter()
         with torch.no_grad():
-            batch = collect_rollouts(self._agent, self.pool, env_ids, seeds, params)
+            groups = collect_trajectories(self._agent, self.pool, env_ids, seeds, params)
         metrics["time_rollout_s"] = time.perf_counter() - t0
         if hasattr(self._agent.backend, "sleep"):
             self._agent.backend.sleep()  # a colocated engine frees its GPU memory for the update
-        rewards = torch.as_tensor(batch.rewards, dtype=torch.float32)
-        advantages = group_advantages(rewards)
-        degenerate = degenerate_groups(rewards)
-        lengths = batch.completion_lengths
-        metrics.update(reward_mean=float(rewards.mean()), reward_std=float(rewards.std()),
-                       legal_rate=float(batch.legal.mean()), completion_length=float(lengths.mean()),
-                       degenerate_fraction=float(degenerate.float().mean()),
-                       completions_per_s=rewards.numel() / max(metrics["time_rollout_s"], 1e-9),
-                       tokens_per_s=float(lengths.sum()) / max(metrics["time_rollout_s"], 1e-9))
-        keep = [p for p in range(len(batch.completions)) if not (cfg.skip_degenerate_groups and degenerate[p])]
-        obs, ids, adv, engine_lp, groups = [], [], [], [], []
-        for p in keep:
-            for g, completion in enumerate(batch.completions[p]):
-                obs.append(batch.observations[p])
-                ids.append(list(completion.token_ids))
-                adv.append(float(advantages[p, g]))
-                engine_lp.append(torch.tensor(completion.logprobs, dtype=torch.float32))
-                groups.append(p)
-        metrics["groups_used"] = len(keep)
-        if not keep:
+        metrics.update(rollout_metrics(groups, metrics["time_rollout_s"], cfg.return_type_for, cfg.gamma))
+        rows = policy_rows(groups, cfg.advantage, cfg.return_type_for, cfg.gamma, cfg.skip_degenerate_groups)
+        obs, ids, adv, engine_lp, groups_of = (rows.observations, rows.token_ids, rows.advantages,
+                                               rows.engine_logprobs, rows.groups)
+        metrics["groups_used"] = rows.groups_used
+        if not ids:
             metrics.update(loss=0.0, clip_fraction=0.0, logprob_gap=0.0, grad_norm=0.0)
             for _ in range(cfg.num_iterations):
                 self.scheduler.step()  # the schedule counts updates, made or not
@@ -234,7 +223,9 @@ class Trainer:
                 ref_rows = self._agent.completion_logprobs(obs, ids)
         self.model.train()
         adv_t = torch.tensor(adv)
-        normalisers = self._normalisers(ids, groups)
+        normalisers = self._normalisers(ids, groups_of)
+        # GSPO's sequence is the trajectory: its rows pool one ratio (a single-step row is its own).
+        sequences = torch.tensor(rows.trajectories)
         level = "sequence" if cfg.objective == "gspo" else "token"
         # Without TIS the ratio's denominator is the engine's log-prob of each sampled token; with it,
         # the learner's before the update (its first forward, detached), the engine gap going to the weights.
@@ -251,7 +242,8 @@ class Trainer:
                                       clip_eps_low=cfg.clip_eps_low, clip_eps_high=cfg.clip_eps_high,
                                       normalise_by=cfg.loss_normalisation,
                                       normaliser=normalisers[idx] if torch.is_tensor(normalisers) else normalisers,
-                                      kl_coef=cfg.kl_coef, ref_logprobs=ref, is_weights=weights)
+                                      kl_coef=cfg.kl_coef, ref_logprobs=ref, is_weights=weights,
+                                      sequence_ids=sequences[idx] if level == "sequence" else None)
             if weights is not None:
                 real = mask.bool()
                 stats["tis_weight_mean"] = float(weights[real].mean()) if real.any() else 1.0
@@ -261,7 +253,7 @@ class Trainer:
 
         losses, grad_norms = [], []
         for iteration in range(cfg.num_iterations):
-            loss, trainer_lp = self._backward(obs, ids, loss_fn)
+            loss, trainer_lp = self._backward(obs, ids, loss_fn, rows.chunks(cfg.grad_accum_steps))
             if iteration == 0:
                 gaps = [float((b - t).abs().mean()) for b, t in zip(engine_lp, trainer_lp) if len(b)]
                 metrics["logprob_gap"] = float(np.mean(gaps)) if gaps else 0.0

@@ -48,7 +48,7 @@ def test_shipped_configs_are_addressable_by_name(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name,message", [
     ("paper/grpo_top_block_x_onyl", "did you mean paper/grpo_top_block_x_only"),
     ("grpo_top_block_x_only", "did you mean paper/grpo_top_block_x_only"),
-    ("nope.yaml", "shipped: paper/ablation_rank4_grpo_top_block_x_only"),
+    ("nope.yaml", "shipped: multiturn/grpo_retry_top_block_x_only, paper/ablation_rank4_grpo_top_block_x_only"),
     ("../configs/quickstart", "names no shipped config"),
     ("paper", "is a folder"),
 ])
@@ -114,10 +114,14 @@ INVALID = [
     (dict(env_mix={}), "env_mix must be None or a non-empty"),
     (dict(env_kwargs={"img_size": 112}), "env_kwargs key 'img_size' is not an argument of TopBlockXOnly-v0 "
                                          "(did you mean 'image_size'"),
-    (dict(env_id="TopBlockXOnly-Retry-v0"), "TopBlockXOnly-Retry-v0 (interaction='retry') is a multi-step env; "
-                                            "the trainer learns from single-step episodes only"),
-    (dict(env_kwargs={"interaction": "retry"}), "is a multi-step env"),
-    (dict(env_id="TowerBuild-v0"), "TowerBuild-v0 (interaction='build') is a multi-step env"),
+    (dict(objective="sft", env_id="TopBlockXOnly-Retry-v0"), "TopBlockXOnly-Retry-v0 (interaction='retry') is a "
+                                                             "multi-step env; sft trains on single-step"),
+    (dict(objective="sft", env_kwargs={"interaction": "retry"}), "is a multi-step env"),
+    (dict(objective="sft", env_id="TowerBuild-v0"), "TowerBuild-v0 (interaction='build') is a multi-step env"),
+    (dict(advantage="turns"), "advantage must be one of ['trajectory', 'turn']"),
+    (dict(return_type="total"), "return_type must be null (per protocol) or one of ['sum', 'final', 'discounted']"),
+    (dict(gamma=1.5), "gamma must be in [0, 1]"),
+    (dict(max_history_turns=-1), "max_history_turns must be null (all turns) or >= 0"),
     (dict(mix_schedule="random"), "mix_schedule must be one of ['interleaved', 'blocked']"),
     (dict(clip_eps_low=0.0), "clip_eps_low must be in (0, 1)"),
     (dict(clip_eps_high=1.5), "clip_eps_high must be in (0, 1)"),
@@ -194,7 +198,7 @@ def test_valid_edge_cases():
     mix = TrainConfig(env_mix={"TopBlockXOnly-v0": 3, "SideBlockXOnly-v0": 1}, mix_schedule="blocked")
     assert mix.env_weights == {"TopBlockXOnly-v0": 0.75, "SideBlockXOnly-v0": 0.25}
     assert TrainConfig(device="cuda:1").agent_kwargs() == \
-        {"load_in_4bit": False, "backend": "hf", "device": "cuda:1", "dtype": None}
+        {"load_in_4bit": False, "backend": "hf", "device": "cuda:1", "dtype": None, "max_history_turns": None}
     assert TrainConfig(backend="vllm", device="cpu").tis_enabled and not TrainConfig().tis_enabled
     assert not TrainConfig(backend="vllm", tis_correction=False).tis_enabled
     assert TrainConfig(tis_correction=True).tis_enabled

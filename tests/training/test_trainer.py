@@ -78,19 +78,20 @@ def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):
         assert not (out / "metrics.jsonl").exists()
 
 
-def _train_cmd(out: Path, max_steps: int, resume: bool = False) -> list[str]:
-    sets = {**SMALL, "max_steps": max_steps, "save_every": 1, "objective": "grpo"}
+def _train_cmd(out: Path, max_steps: int, resume: bool = False, env_id: str = "TopBlockXOnly-v0") -> list[str]:
+    sets = {**SMALL, "max_steps": max_steps, "save_every": 1, "objective": "grpo", "env_id": env_id}
     cmd = [sys.executable, "-m", "cubeworld", "train", "--quiet", "--output-dir", str(out)]
     for key, value in sets.items():
         cmd += ["--set", f"{key}={value}"]
     return cmd + (["--resume"] if resume else [])
 
 
-def test_sigkilled_run_resumes_to_the_same_adapter(tmp_path):
+@pytest.mark.parametrize("env_id", ["TopBlockXOnly-v0", "TopBlockXOnly-Retry-v0"])  # one turn and several
+def test_sigkilled_run_resumes_to_the_same_adapter(tmp_path, env_id):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     full, killed = tmp_path / "full", tmp_path / "killed"
-    subprocess.run(_train_cmd(full, 4), check=True, env=env, cwd=REPO, capture_output=True)
-    proc = subprocess.Popen(_train_cmd(killed, 4), env=env, cwd=REPO,
+    subprocess.run(_train_cmd(full, 4, env_id=env_id), check=True, env=env, cwd=REPO, capture_output=True)
+    proc = subprocess.Popen(_train_cmd(killed, 4, env_id=env_id), env=env, cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (killed / "checkpoints" / "step-000002").exists():
@@ -99,7 +100,8 @@ def test_sigkilled_run_resumes_to_the_same_adapter(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "checkpoints" / "step-000004").exists(), "killed too late: nothing left to resume"
-    subprocess.run(_train_cmd(killed, 4, resume=True), check=True, env=env, cwd=REPO, capture_output=True)
+    subprocess.run(_train_cmd(killed, 4, resume=True, env_id=env_id), check=True, env=env, cwd=REPO,
+                   capture_output=True)
     a = load_file(str(full / "checkpoints" / "step-000004" / "adapter_model.safetensors"))
     b = load_file(str(killed / "checkpoints" / "step-000004" / "adapter_model.safetensors"))
     assert a.keys() == b.keys()
@@ -136,13 +138,13 @@ def _capture_rollouts(monkeypatch):
     import training.trainer as trainer_module
 
     batches = []
-    original = trainer_module.collect_rollouts
+    original = trainer_module.collect_trajectories
 
     def recording(*args, **kwargs):
         batches.append(original(*args, **kwargs))
         return batches[-1]
 
-    monkeypatch.setattr(trainer_module, "collect_rollouts", recording)
+    monkeypatch.setattr(trainer_module, "collect_trajectories", recording)
     return batches
 
 
@@ -157,13 +159,14 @@ def test_one_update_moves_log_probabilities_with_the_advantage(tmp_path, monkeyp
                          output_dir=str(tmp_path))
     trainer = Trainer(config)
     trainer.train(progress=False)
-    batch = batches[0]
-    adv = group_advantages(torch.as_tensor(batch.rewards, dtype=torch.float32))
-    obs = [o for o, group in zip(batch.observations, batch.completions) for _ in group]
-    ids = [c.token_ids for group in batch.completions for c in group]
+    groups = batches[0]
+    assert all(len(t.turns) == 1 for g in groups for t in g)  # single-step: one turn each
+    adv = group_advantages(torch.tensor([[t.turns[0].reward for t in g] for g in groups], dtype=torch.float32))
+    turns = [t.turns[0] for g in groups for t in g]
+    obs, ids = [t.observation for t in turns], [t.completion.token_ids for t in turns]
     with torch.no_grad():
         after = [float(r.sum()) for r in trainer.agent.completion_logprobs(obs, ids)]
-    before = [sum(c.logprobs) for group in batch.completions for c in group]
+    before = [sum(t.completion.logprobs) for t in turns]
     delta = torch.tensor(after) - torch.tensor(before)
     a = adv.flatten()
     assert (a != 0).sum() >= 4, "too few informative groups to test the sign"

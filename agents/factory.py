@@ -113,7 +113,7 @@ def load_agent(spec: str, seed: int = 0, sampling: Any = None, **options: Any) -
             :data:`agents.backends.base.EVAL_DECODING`), its seed replaced by ``seed``; other kinds ignore it
             (a log-probability judge does not sample).
         options: passed to the agent's constructor (``VLMAgent.from_pretrained`` for ``vlm:`` and
-            ``vlm-logprob:``).
+            ``vlm-logprob:``); ``max_history_turns`` reaches ``vlm:`` agents only (also inside ``repeat:``).
 
     Raises:
         ValueError: unknown spec (with the closest known ones), a spec missing its argument, or an
@@ -122,7 +122,10 @@ def load_agent(spec: str, seed: int = 0, sampling: Any = None, **options: Any) -
             checkpoint at a ``vlm:`` / ``vlm-logprob:`` MODEL; the message says what to pass.
     """
     kind, arg, adapter = _parse(spec)
+    # How many earlier turns a VLM replays is the VLM's business; other agents read no chat.
+    history = options.pop("max_history_turns", None)
     if kind == "repeat":
+        options = {**options, "max_history_turns": history}
         from .baselines import RepeatAgent
 
         return RepeatAgent(load_agent(arg, seed=seed, sampling=sampling, **options))
@@ -145,7 +148,8 @@ def load_agent(spec: str, seed: int = 0, sampling: Any = None, **options: Any) -
     if kind == "vlm":
         from .vlm import VLMAgent
 
-        return VLMAgent.from_pretrained(arg, adapter=adapter, seed=seed, sampling=sampling, **options)
+        return VLMAgent.from_pretrained(arg, adapter=adapter, seed=seed, sampling=sampling,
+                                        max_history_turns=history, **options)
     if kind == "vlm-logprob":
         from .logprob import LogProbJudge
 

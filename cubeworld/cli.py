@@ -24,7 +24,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     from .cli_decoding import decoding_from_args
 
-    agent = load_agent(args.agent, seed=args.seed, sampling=decoding_from_args(args))
+    agent = load_agent(args.agent, seed=args.seed, sampling=decoding_from_args(args),
+                       max_history_turns=args.max_history_turns)
     result = evaluate(agent, args.env, n_episodes=args.episodes, seed=args.seed,
                       batch_size=args.batch_size, progress=not args.quiet)
     result.agent = args.agent
@@ -120,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--agent", required=True, help="agent spec, e.g. oracle, random, perceive, vlm:tiny, "
                     "vlm:tiny-base+adapter=RUN/checkpoints/step-000200")
     ev.add_argument("--env", required=True, help="environment id, e.g. TopBlockXOnly-v0")
+    ev.add_argument("--max-history-turns", type=int, default=None, metavar="N",
+                    help="multi-step envs: earlier turns a vlm: agent replays in its chat (default: all)")
     ev.add_argument("-n", "--episodes", type=int, default=100, help="episodes (default: 100)")
     ev.add_argument("--seed", type=int, default=0, help="first episode seed and VLM sampling seed (default: 0)")
     ev.add_argument("--out", default=None, help="write the full result as JSON here")

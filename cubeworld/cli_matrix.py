@@ -31,8 +31,8 @@ def _run(args: argparse.Namespace) -> int:
     env_ids = args.env or list(envs.ENV_IDS)
     result = evaluate_matrix(agents, env_ids, n_episodes=args.episodes, seed=args.seed, batch_size=args.batch_size,
                              x_step=args.x_step, xy_step=args.xy_step, sampling=decoding_from_args(args),
-                             progress=not args.quiet,
-                             log=None if args.quiet else print)
+                             progress=not args.quiet, log=None if args.quiet else print,
+                             max_history_turns=args.max_history_turns)
     print(result.summary())
     paths = result.save(args.out)
     print("written: " + ", ".join(str(p) for p in paths.values()))
@@ -65,5 +65,7 @@ def add_subcommand(subparsers) -> None:
     p.add_argument("--xy-step", type=_xy_step, default=(50, 100), metavar="X,UP",
                    help="best-constant candidates of the x-y task: x every X, up every UP units (default: 50,100)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-cell lines")
+    p.add_argument("--max-history-turns", type=int, default=None, metavar="N",
+                   help="multi-step envs: earlier turns a vlm: agent replays in its chat (default: all)")
     add_decoding_arguments(p)
     p.set_defaults(func=_run)

@@ -289,10 +289,10 @@ def env_baselines(env_id: str, n_episodes: int, seed: int, batch_size: int = EVA
 _LOAD_ONCE = ("vlm", "vlm-logprob", "sb3")
 
 
-def _load(spec: str, seed: int, sampling: Any = None) -> Agent:
+def _load(spec: str, seed: int, sampling: Any = None, max_history_turns: int | None = None) -> Agent:
     from agents.factory import load_agent
 
-    return load_agent(spec, seed=seed, sampling=sampling)
+    return load_agent(spec, seed=seed, sampling=sampling, max_history_turns=max_history_turns)
 
 
 def evaluate_matrix(
@@ -308,6 +308,7 @@ def evaluate_matrix(
     env_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    max_history_turns: int | None = None,
 ) -> MatrixResult:
     """Evaluate every agent on every environment, same seeds, plus each environment's baselines.
 
@@ -328,6 +329,7 @@ def evaluate_matrix(
         env_kwargs: ``env_id -> gym.make kwargs`` (e.g. ``data_dir`` of ``RealTowerStability-v0``).
         progress: a progress bar per cell.
         log: called with one line per finished cell (e.g. ``print``).
+        max_history_turns: earlier turns spec-loaded ``vlm:`` agents replay in a multi-step chat (None: all).
 
     Returns:
         A :class:`MatrixResult`.
@@ -365,10 +367,10 @@ def evaluate_matrix(
         spec = agent if isinstance(agent, str) else None
         result.specs[name] = spec if spec is not None else repr(agent)
         if spec is not None and spec.partition(":")[0] in _LOAD_ONCE:
-            agent = _load(spec, seed, sampling)
+            agent = _load(spec, seed, sampling, max_history_turns)
         for e in env_ids:
             if isinstance(agent, str):  # a cheap agent, afresh per cell (a RandomAgent's RNG restarts)
-                cell_agent = _load(agent, seed, sampling)
+                cell_agent = _load(agent, seed, sampling, max_history_turns)
             else:
                 cell_agent = agent
             r = evaluate(cell_agent, e, n_episodes, seed, batch_size, env_kwargs=env_kwargs.get(e),

@@ -110,3 +110,14 @@ def test_random_agent_names_a_movable_colour_on_tower_build():
     assert {parse_answer(a, "colour_x").value[0] for a in answers} <= set(obs["info"]["movable_colours"])
     no_info = {k: v for k, v in obs.items() if k != "info"}  # from the prompt alone: still the build format
     assert parse_answer(RandomAgent(seed=0).act([no_info])[0], "colour_x").legal
+
+
+def test_max_history_turns_reaches_vlm_agents_only(monkeypatch):
+    import agents.vlm as vlm
+
+    seen = {}
+    monkeypatch.setattr(vlm.VLMAgent, "from_pretrained",
+                        classmethod(lambda cls, name, **kw: seen.update(kw) or "agent"))
+    assert load_agent("vlm:tiny-base", max_history_turns=1) == "agent" and seen["max_history_turns"] == 1
+    assert load_agent("repeat:vlm:tiny-base", max_history_turns=2).agent == "agent" and seen["max_history_turns"] == 2
+    assert isinstance(load_agent("random", max_history_turns=1), RandomAgent)  # others read no chat

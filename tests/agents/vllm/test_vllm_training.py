@@ -127,3 +127,22 @@ def test_the_engine_serves_the_vision_encoders_adapter(vllm_environment, observa
     worst = max(float((torch.tensor(c.logprobs) - row).abs().max())
                 for c, row in zip([c for g in groups for c in g], learner) if c.token_ids)
     assert worst < TOL
+
+
+def test_multi_turn_training_on_vllm_rollouts(vllm_environment, tmp_path):
+    """GRPO over retry trajectories with the engine generating every turn (multi-image chats): the
+    engine's log-probs of the sampled tokens equal the learner's teacher-forced ones on every row
+    (logged ``logprob_gap``), so the loss sees exactly what was sampled, later turns included."""
+    config = TrainConfig(model="tiny-base", backend="vllm", device="cpu", dtype="float32", max_steps=2,
+                         env_id="TopBlockXOnly-Retry-v0", return_type="sum", prompts_per_step=2, group_size=4,
+                         max_new_tokens=10, learning_rate=5e-3, lora_r=8, lora_alpha=8, kl_coef=0.0,
+                         eval_episodes=0, eval_every=0, save_every=0, output_dir=str(tmp_path / "mt"))
+    assert config.agent_kwargs()["backend_options"]["max_images_per_prompt"] == 3
+    trainer = Trainer(config)
+    trainer.train(progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "mt" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["turns_per_trajectory"] > 1 for r in rows)
+    trained = [r for r in rows if r.get("groups_used")]
+    assert trained and all(r["logprob_gap"] < TOL for r in trained), rows
+    moved = any("lora_B" in n and p.abs().sum() > 0 for n, p in trainer.model.named_parameters())
+    assert moved, "the adapter never changed"

@@ -115,9 +115,9 @@ def test_random_agent_names_a_movable_colour_on_tower_build():
 def test_max_history_turns_reaches_vlm_agents_only(monkeypatch):
     import agents.vlm as vlm
 
-    seen = {}
+    seen, stub = {}, ConstantAgent("<answer>0</answer>")
     monkeypatch.setattr(vlm.VLMAgent, "from_pretrained",
-                        classmethod(lambda cls, name, **kw: seen.update(kw) or "agent"))
-    assert load_agent("vlm:tiny-base", max_history_turns=1) == "agent" and seen["max_history_turns"] == 1
-    assert load_agent("repeat:vlm:tiny-base", max_history_turns=2).agent == "agent" and seen["max_history_turns"] == 2
+                        classmethod(lambda cls, name, **kw: seen.update(kw) or stub))
+    assert load_agent("vlm:tiny-base", max_history_turns=1) is stub and seen["max_history_turns"] == 1
+    assert load_agent("repeat:vlm:tiny-base", max_history_turns=2).agent is stub and seen["max_history_turns"] == 2
     assert isinstance(load_agent("random", max_history_turns=1), RandomAgent)  # others read no chat

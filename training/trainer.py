@@ -322,6 +322,33 @@ class Trainer:
         finally:
             agent.sampling = saved
 
+    def _log_trajectories(self, writer: Any, step: int, n: int = 2) -> None:
+        """TensorBoard ``trajectories/ENV_ID``: ``n`` held-out episodes of each multi-step env as image strips
+        (the images the policy saw, its answers, rewards and feedback; :func:`evaluation.strips.trajectory_strip`),
+        played with the evaluation decoding, as TRL's and verl's completion tables show samples."""
+        import gymnasium as gym
+
+        from evaluation.strips import record_episode, trajectory_strip
+
+        agent, saved = self._agent, self._agent.sampling
+        agent.sampling = self.eval_decoding()
+        self.model.eval()
+        try:
+            for env_id in heldout.eval_env_ids(self.config):
+                env = gym.make(env_id, render_mode="rgb_array", **self.config.env_kwargs)
+                if getattr(env.unwrapped, "interaction", "single") != "single":
+                    strips = []
+                    for k in range(n):
+                        turns, final = record_episode(env, agent, self.config.eval_seed + k)
+                        strips.append(trajectory_strip(turns, final_image=final))
+                    width = max(st.shape[1] for st in strips)
+                    padded = [np.pad(st, ((0, 0), (0, width - st.shape[1]), (0, 0)), constant_values=255)
+                              for st in strips]
+                    writer.add_image(f"trajectories/{env_id}", np.concatenate(padded, 0), step, dataformats="HWC")
+                env.close()
+        finally:
+            agent.sampling = saved
+
     # -- the loop ------------------------------------------------------------------------
     def train(self, resume: bool = False, progress: bool = True) -> TrainResult:
         """Run (or continue, with ``resume``) the training loop; returns held-out results.
@@ -359,6 +386,7 @@ class Trainer:
         if before is None and cfg.eval_episodes > 0:
             before = self.evaluate_envs()
             self._log(writer, metrics_path, {"step": 0, **heldout.eval_metrics(before)})
+            self._log_trajectories(writer, 0)
         bar = tqdm(total=cfg.max_steps, initial=start, desc=f"{cfg.objective} {cfg.env_id}", unit="step",
                    disable=not progress)
         step = start
@@ -371,6 +399,7 @@ class Trainer:
             metrics["time_step_s"] = time.perf_counter() - t0
             if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.max_steps:
                 metrics.update(heldout.eval_metrics(self.evaluate_envs()))
+                self._log_trajectories(writer, step)
             if step % max(cfg.log_every, 1) == 0 or "eval_reward" in metrics:
                 self._log(writer, metrics_path, metrics)
             if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
@@ -384,6 +413,7 @@ class Trainer:
         if cfg.eval_episodes > 0:
             after = self.evaluate_envs()
             self._log(writer, metrics_path, {"step": step, **heldout.eval_metrics(after)})
+            self._log_trajectories(writer, step)
             base = heldout.baselines(cfg)
             heldout.write_result(self.output_dir / "result.json", step, before, after, base,
                                  decoding={**self.eval_decoding().to_dict(), "batch_size": EVAL_BATCH_SIZE})

@@ -182,3 +182,17 @@ def test_one_multi_turn_update_moves_every_turn_with_its_advantage(tmp_path, mon
     delta = torch.tensor(after) - torch.tensor(before)
     assert (a != 0).sum() >= 4 and max(rows.turns) >= 1, "too few informative multi-turn rows to test the sign"
     assert float((a * delta).sum()) > 0
+
+
+def test_evaluations_log_sample_trajectories_to_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from training.trainer import Trainer
+
+    config = TrainConfig(**{**SMALL, "max_steps": 1, "eval_episodes": 4}, env_id="TopBlockXOnly-Retry-v0",
+                         output_dir=str(tmp_path))
+    Trainer(config).train(progress=False)
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    images = events.Images("trajectories/TopBlockXOnly-Retry-v0")
+    assert [im.step for im in images] == [0, 1] and images[0].height > 256 and images[0].width > 256

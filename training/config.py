@@ -28,12 +28,12 @@ from .config_rules import (
     apply_override,
     check_env_id,
     check_env_kwargs,
-    check_single_step,
     close_matches,
     coerce,
     fail,
 )
 from .credit import ADVANTAGES, RETURN_TYPES
+from .demonstrations import DEMONSTRATIONS
 from .objectives import NORMALISATIONS
 
 __all__ = ["TrainConfig", "ConfigError", "OBJECTIVES"]
@@ -42,7 +42,7 @@ OBJECTIVES = ("grpo", "gspo", "sft")
 _CHOICES = {"objective": OBJECTIVES, "mix_schedule": ("interleaved", "blocked"),
             "lr_schedule": ("constant", "linear", "cosine"), "loss_normalisation": NORMALISATIONS,
             "backend": ("hf", "vllm"), "dtype": ("auto", "bfloat16", "float16", "float32"),
-            "advantage": ADVANTAGES}
+            "advantage": ADVANTAGES, "sft_demonstrations": DEMONSTRATIONS}
 _MINIMA = {"group_size": 1, "prompts_per_step": 1, "grad_accum_steps": 1, "max_new_tokens": 1, "lora_r": 1,
            "eval_max_new_tokens": 1, "lora_alpha": 1, "num_iterations": 1, "vllm_max_model_len": 0, "log_every": 1, "eval_seed": 1, "warmup_steps": 0,
            "max_steps": 0, "weight_decay": 0, "kl_coef": 0, "seed": 0, "eval_every": 0, "eval_episodes": 0,
@@ -125,6 +125,9 @@ class TrainConfig:
                                      "sequential (a summed retry pays for failing first), 'sum' for build (the "
                                      "height gained)")
     gamma: float = _field(1.0, "discount of return_type 'discounted', in [0, 1]")
+    sft_demonstrations: str = _field("oracle", "sft on a multi-step env: 'oracle' (the oracle's answer at "
+                                     "every turn) or 'corrective' (a first attempt drawn from the base, then "
+                                     "the oracle's correction after its feedback; the attempt is context only)")
     max_history_turns: int | None = _field(None, "earlier turns replayed in a multi-turn chat (null: all; "
                                            "0: none); bounds the prompt of long episodes")
     # Rollout sampling
@@ -306,9 +309,6 @@ class TrainConfig:
             self.env_mix = {k: float(v) for k, v in self.env_mix.items()}
         for env_id in self.env_weights if self.env_kwargs else ():
             check_env_kwargs(env_id, self.env_kwargs, gym)
-        if self.objective == "sft":
-            for env_id in self.env_weights:
-                check_single_step(env_id, self.env_kwargs or {}, gym)
 
     # -- derived quantities -------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["ConfigError", "DICT_FIELDS", "apply_override", "check_env_id", "check_env_kwargs", "check_single_step", "close_matches", "coerce",
+__all__ = ["ConfigError", "DICT_FIELDS", "apply_override", "check_env_id", "check_env_kwargs", "close_matches", "coerce",
            "fail"]
 
 DICT_FIELDS = ("env_mix", "env_kwargs")
@@ -101,17 +101,6 @@ def check_env_kwargs(env_id: str, kwargs: dict[str, Any], gym) -> None:
     for key in kwargs:
         if key not in valid and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             fail(f"env_kwargs key {key!r} is not an argument of {env_id}{close_matches(key, valid)}; valid: {valid}")
-
-
-def check_single_step(env_id: str, kwargs: dict[str, Any], gym) -> None:
-    """SFT learns from single-step oracle answers: multi-step envs (DESIGN.md section 7) fail now."""
-    spec = gym.spec(env_id.rpartition(":")[2])
-    merged = {**(spec.kwargs or {}), **kwargs}
-    interaction = merged.get("interaction")
-    if (interaction not in (None, "single")) or merged.get("task") == "tower_build":
-        fail(f"{env_id} (interaction={interaction or 'build'!r}) is a multi-step env; sft trains on single-step "
-             "oracle answers only (oracle trajectories are not built yet). Use objective grpo or gspo on it, or "
-             "sft on a single-step id (e.g. TopBlockXOnly-v0)")
 
 
 def apply_override(data: dict[str, Any], item: str, names: list[str]) -> None:

@@ -34,6 +34,7 @@ at the same adapter weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -53,6 +54,7 @@ from evaluation.evaluate import EvaluationResult
 from . import heldout
 from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .demonstrations import oracle_demonstration
 from .lora_targets import lora_target_regex
 from .objectives import policy_loss, sft_loss_from_logprobs, tis_weights
 from .policy_rows import policy_rows, rollout_metrics
@@ -271,20 +273,28 @@ class Trainer:
     def _sft_step(self, step: int, metrics: dict[str, Any]) -> None:
         cfg = self.config
         env_ids, seeds, rng = self._scenes(step, cfg.prompts_per_step * cfg.group_size)
-        obs, ids = [], []
-        tok = self._agent.processor.tokenizer
+        episodes = []  # (env, reset observation, reset info) per scene
         for slot, (env_id, seed) in enumerate(zip(env_ids, seeds)):
-            o, info = self.pool.get(env_id, slot).reset(seed=seed)
-            obs.append(o)
-            ids.append(tok.encode(info["optimal_action"], add_special_tokens=False) + [self._eos])
+            env = self.pool.get(env_id, slot)
+            episodes.append((env, *env.reset(seed=seed)))
         # The training reward of SFT: one on-policy sample on each of the step's first
         # prompts_per_step scenes, scored before the update (SFT itself never samples).
         self.model.eval()
         params = cfg.sampling_params(seed=int(rng.integers(2**31 - 1)))
         with torch.no_grad():
-            samples = self._agent.sample(obs[:cfg.prompts_per_step], params=params)
-        rewards = [self.pool.get(env_ids[i], i).unwrapped.judge(group[0].text)[0] for i, group in enumerate(samples)]
+            samples = self._agent.sample([o for _, o, _ in episodes[:cfg.prompts_per_step]], params=params)
+        rewards = [episodes[i][0].unwrapped.judge(group[0].text)[0] for i, group in enumerate(samples)]
         metrics["reward_mean"] = float(np.mean(rewards))
+        multi = [getattr(env.unwrapped, "interaction", "single") != "single" for env, _, _ in episodes]
+        attempts: list[str | None] = [None] * len(episodes)
+        if cfg.sft_demonstrations == "corrective" and any(multi):
+            attempts = self._base_attempts([o for (_, o, _), m in zip(episodes, multi) if m], params, multi)
+        demos = []
+        for (env, o, info), m, attempt in zip(episodes, multi, attempts):
+            demos += oracle_demonstration(env, o, info, attempt) if m else [(o, info["optimal_action"])]
+        tok = self._agent.processor.tokenizer
+        obs = [o for o, _ in demos]
+        ids = [tok.encode(answer, add_special_tokens=False) + [self._eos] for _, answer in demos]
         self.model.train()
         total = float(sum(len(i) for i in ids))
 
@@ -294,6 +304,19 @@ class Trainer:
         metrics["loss"], _ = self._backward(obs, ids, loss_fn)
         metrics["grad_norm"] = self._update()
         metrics["completion_length"] = total / len(ids)
+
+    def _base_attempts(self, observations, params: SamplingParams, multi: list[bool]) -> list[str | None]:
+        """``corrective`` SFT: a first attempt on each multi-step scene drawn from the base model (the adapter
+        switched off), None for single-step scenes."""
+        active = self._agent.active_adapter
+        self._agent.set_adapter(None)
+        try:
+            with torch.no_grad():
+                drawn = iter(g[0].text for g in self._agent.sample(
+                    observations, params=dataclasses.replace(params, n=1)))
+        finally:
+            self._agent.set_adapter(active)
+        return [next(drawn) if m else None for m in multi]
 
     # -- evaluation ----------------------------------------------------------------------
     def eval_decoding(self) -> SamplingParams:

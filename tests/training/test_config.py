@@ -114,10 +114,7 @@ INVALID = [
     (dict(env_mix={}), "env_mix must be None or a non-empty"),
     (dict(env_kwargs={"img_size": 112}), "env_kwargs key 'img_size' is not an argument of TopBlockXOnly-v0 "
                                          "(did you mean 'image_size'"),
-    (dict(objective="sft", env_id="TopBlockXOnly-Retry-v0"), "TopBlockXOnly-Retry-v0 (interaction='retry') is a "
-                                                             "multi-step env; sft trains on single-step"),
-    (dict(objective="sft", env_kwargs={"interaction": "retry"}), "is a multi-step env"),
-    (dict(objective="sft", env_id="TowerBuild-v0"), "TowerBuild-v0 (interaction='build') is a multi-step env"),
+    (dict(sft_demonstrations="expert"), "sft_demonstrations must be one of ['oracle', 'corrective']"),
     (dict(advantage="turns"), "advantage must be one of ['trajectory', 'turn']"),
     (dict(return_type="total"), "return_type must be null (per protocol) or one of ['sum', 'final', 'discounted']"),
     (dict(gamma=1.5), "gamma must be in [0, 1]"),

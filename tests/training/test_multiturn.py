@@ -196,3 +196,39 @@ def test_evaluations_log_sample_trajectories_to_tensorboard(tmp_path):
     events.Reload()
     images = events.Images("trajectories/TopBlockXOnly-Retry-v0")
     assert [im.step for im in images] == [0, 1] and images[0].height > 256 and images[0].width > 256
+
+
+def test_oracle_and_corrective_demonstrations():
+    import gymnasium as gym
+
+    import envs  # noqa: F401
+    from training.demonstrations import oracle_demonstration
+
+    env = gym.make("TowerBuild-v0")
+    obs, info = env.reset(seed=0)
+    demo = oracle_demonstration(env, obs, info)
+    assert len(demo) == info["n_blocks"] and [len(o["history"]) for o, _ in demo] == list(range(len(demo)))
+    retry = gym.make("TopBlockXOnly-Retry-v0")
+    obs, info = retry.reset(seed=0)
+    assert oracle_demonstration(retry, obs, info) == [(obs, info["optimal_action"])]
+    obs, info = retry.reset(seed=0)
+    (target_obs, target), = oracle_demonstration(retry, obs, info, first_attempt="<answer>300</answer>")
+    assert target == info["optimal_action"] and target_obs["history"][0]["answer"] == "<answer>300</answer>"
+    assert target_obs["prompt"].startswith("The tower")  # the feedback the correction answers
+    obs, info = retry.reset(seed=0)  # a first attempt that succeeds leaves nothing to correct
+    assert oracle_demonstration(retry, obs, info, first_attempt=info["optimal_action"]) == [
+        (obs, info["optimal_action"])]
+
+
+def test_corrective_sft_trains_on_the_correction_turns(tmp_path):
+    from training.trainer import Trainer
+
+    config = TrainConfig(**{**SMALL, "max_steps": 1}, objective="sft", env_id="TopBlockXOnly-Retry-v0",
+                         sft_demonstrations="corrective", output_dir=str(tmp_path))
+    trainer = Trainer(config)
+    trainer.train(progress=False)
+    assert any(v.abs().sum() > 0 for k, v in _adapter_at(tmp_path, 1).items() if "lora_B" in k)
+
+
+def _adapter_at(out, step):
+    return load_file(str(out / "checkpoints" / f"step-{step:06d}" / "adapter_model.safetensors"))

@@ -13,7 +13,7 @@ observation (its history included), stepped in its own env, and finished ones dr
 Each turn keeps the :class:`~agents.backends.base.Completion` exactly as sampled (token
 ids and log-probs): the loss sees those ids, never a re-tokenisation of the answer text.
 A single-step env is the one-turn case: its ``G`` completions are judged on the one reset
-env, exactly as :func:`collect_rollouts` does.
+env (``TowerEnv.judge``), so a group costs one reset.
 """
 
 from __future__ import annotations
@@ -27,43 +27,9 @@ import numpy as np
 
 import envs  # noqa: F401  (registers the ids)
 from agents.backends.base import Completion, SamplingParams
-from envs.rewards import ILLEGAL_OUTCOMES, LEGAL_OUTCOMES
+from envs.rewards import LEGAL_OUTCOMES
 
-__all__ = ["RolloutBatch", "EnvPool", "collect_rollouts", "choose_envs", "LEGAL_OUTCOMES", "Turn", "Trajectory",
-           "collect_trajectories"]
-
-
-@dataclass
-class RolloutBatch:
-    """One step's rollouts: ``P`` scenes, ``G`` completions each.
-
-    Attributes:
-        observations: ``P`` observations ``{"image", "prompt"}``.
-        infos: ``P`` reset infos (scene, optimal_action, ...).
-        env_ids: ``P`` env ids.
-        seeds: ``P`` episode seeds.
-        completions: ``P`` lists of ``G`` completions (token ids, backend log-probs).
-        rewards: ``(P, G)`` float64 environment rewards.
-        outcomes: ``P`` lists of ``G`` outcome names.
-    """
-
-    observations: list[dict[str, Any]]
-    infos: list[dict[str, Any]]
-    env_ids: list[str]
-    seeds: list[int]
-    completions: list[list[Completion]]
-    rewards: np.ndarray
-    outcomes: list[list[str]] = field(default_factory=list)
-
-    @property
-    def legal(self) -> np.ndarray:
-        """``(P, G)`` bool: the answer parsed and was in range."""
-        return np.array([[o not in ILLEGAL_OUTCOMES for o in row] for row in self.outcomes], dtype=bool)
-
-    @property
-    def completion_lengths(self) -> np.ndarray:
-        """``(P, G)`` int: generated tokens per completion."""
-        return np.array([[len(c.token_ids) for c in row] for row in self.completions])
+__all__ = ["EnvPool", "choose_envs", "LEGAL_OUTCOMES", "Turn", "Trajectory", "collect_trajectories"]
 
 
 class EnvPool:
@@ -104,35 +70,6 @@ def choose_envs(env_id: str, env_mix: dict[str, float] | None, schedule: str, st
         block = int(np.searchsorted(edges, step, side="right"))
         return [ids[min(block, len(ids) - 1)]] * n
     return [ids[i] for i in rng.choice(len(ids), size=n, p=weights)]
-
-
-def collect_rollouts(agent: Any, pool: EnvPool, env_ids: list[str], seeds: list[int],
-                     params: SamplingParams) -> RolloutBatch:
-    """Reset each env on its seed, sample ``params.n`` completions per scene, score every one.
-
-    Args:
-        agent: a :class:`agents.VLMAgent` (anything with ``sample(observations, params=...)``).
-        pool: where the environments come from.
-        env_ids, seeds: one per scene.
-        params: sampling settings; ``params.n`` is the group size.
-    """
-    observations, infos = [], []
-    for slot, (env_id, seed) in enumerate(zip(env_ids, seeds, strict=True)):
-        obs, info = pool.get(env_id, slot).reset(seed=int(seed))
-        observations.append(obs)
-        infos.append(info)
-    groups = agent.sample(observations, params=params)
-    rewards = np.zeros((len(groups), params.n))
-    outcomes = []
-    for p, (env_id, group) in enumerate(zip(env_ids, groups, strict=True)):
-        env = pool.get(env_id, p)
-        row = []
-        for g, completion in enumerate(group):
-            reward, info = env.unwrapped.judge(completion.text)
-            rewards[p, g] = reward
-            row.append(info["outcome"])
-        outcomes.append(row)
-    return RolloutBatch(observations, infos, list(env_ids), [int(s) for s in seeds], groups, rewards, outcomes)
 
 
 @dataclass

@@ -112,6 +112,12 @@ def _unparseable(why: str) -> ParsedAnswer:
     return ParsedAnswer(None, "unparseable", why)
 
 
+def _checked_x(token: str) -> int | ParsedAnswer:
+    """``token`` as an x in :data:`X_RANGE`, or the ``out_of_range`` judgement."""
+    x = _int_or_none(token)
+    return x if x is not None and X_RANGE[0] <= x <= X_RANGE[1] else _out_of_range("x", token, *X_RANGE)
+
+
 def _out_of_range(what: str, token: str, lo: int, hi: int) -> ParsedAnswer:
     shown = token if len(token) <= 20 else token[:17] + "..."
     return ParsedAnswer(None, "out_of_range", f"{what} {shown} is outside [{lo}, {hi}]")
@@ -140,24 +146,20 @@ def parse_answer(text: str, answer_format: AnswerFormat) -> ParsedAnswer:
         m = _X.fullmatch(content)
         if not m:
             return _unparseable("answer is not one integer")
-        x = _int_or_none(m.group(1))
-        if x is None or not X_RANGE[0] <= x <= X_RANGE[1]:
-            return _out_of_range("x", m.group(1), *X_RANGE)
-        return ParsedAnswer(x)
+        x = _checked_x(m.group(1))
+        return x if isinstance(x, ParsedAnswer) else ParsedAnswer(x)
     if answer_format == "colour_x":
         m = _COLOUR_X.fullmatch(content)
         if not m:
             return _unparseable("answer is not a colour and one integer (COLOUR, X)")
-        x = _int_or_none(m.group(2))
-        if x is None or not X_RANGE[0] <= x <= X_RANGE[1]:
-            return _out_of_range("x", m.group(2), *X_RANGE)
-        return ParsedAnswer((m.group(1).lower(), x))
+        x = _checked_x(m.group(2))
+        return x if isinstance(x, ParsedAnswer) else ParsedAnswer((m.group(1).lower(), x))
     m = _XY.fullmatch(content)
     if not m:
         return _unparseable("answer is not two integers (x, up)")
-    x, up = _int_or_none(m.group(1)), _int_or_none(m.group(2))
-    if x is None or not X_RANGE[0] <= x <= X_RANGE[1]:
-        return _out_of_range("x", m.group(1), *X_RANGE)
+    x, up = _checked_x(m.group(1)), _int_or_none(m.group(2))
+    if isinstance(x, ParsedAnswer):
+        return x
     if up is not None and up < UP_RANGE[0]:
         return ParsedAnswer(None, "below_floor", f"up {up} is below the floor (up must be >= 0)")
     if up is None:

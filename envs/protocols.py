@@ -165,7 +165,7 @@ class EpisodeProtocol:
         terminated = self.success or (self.interaction == "build" and (
             info["outcome"] == "unstable" or not env.movable_colours()))
         truncated = not terminated and self.turn >= self.max_turns
-        if self.feedback == "none" or image is None:
+        if self.feedback == "none":
             image = self.history[0]["image"]
         sentence = None
         if self.feedback == "outcome":

@@ -77,8 +77,9 @@ def trajectory_advantages(groups: Sequence[Sequence[Sequence[float]]], return_ty
     sizes = {len(g) for g in groups}
     if len(sizes) > 1:
         raise ValueError(f"every group needs the same number of trajectories, got sizes {sorted(sizes)}")
+    # float32, as the single-step trainer held its rewards: the same advantages bit for bit.
     returns = torch.tensor([[trajectory_return(t, return_type, gamma) for t in g] for g in groups],
-                           dtype=torch.float64)
+                           dtype=torch.float32)
     return group_advantages(returns).tolist()
 
 
@@ -97,7 +98,7 @@ def turn_advantages(groups: Sequence[Sequence[Sequence[float]]], return_type: st
             members = [i for i, x in enumerate(togo) if len(x) > t]
             if len(members) < 2:
                 continue
-            norm = group_advantages(torch.tensor([[togo[i][t] for i in members]], dtype=torch.float64))[0]
+            norm = group_advantages(torch.tensor([[togo[i][t] for i in members]], dtype=torch.float32))[0]
             for i, a in zip(members, norm.tolist()):
                 adv[i][t] = a
         out.append(adv)

@@ -24,8 +24,8 @@ import torch
 
 from envs.rewards import ILLEGAL_OUTCOMES
 
-from .credit import trajectory_return, turn_advantages
-from .objectives import degenerate_groups, group_advantages
+from .credit import trajectory_advantages, trajectory_return, turn_advantages
+from .objectives import degenerate_groups
 from .rollouts import Trajectory
 
 __all__ = ["PolicyRows", "policy_rows", "rollout_metrics"]
@@ -55,7 +55,7 @@ class PolicyRows:
 
     def chunks(self, n: int) -> list[np.ndarray]:
         """Row indices of ``n`` micro-batches: the trajectories split in order, first turns first."""
-        ids = sorted(set(self.trajectories), key=self.trajectories.index)
+        ids = list(dict.fromkeys(self.trajectories))  # in row order
         out = []
         for part in np.array_split(np.array(ids, dtype=np.int64), n):
             members = set(part.tolist())
@@ -90,17 +90,17 @@ def policy_rows(groups: list[list[Trajectory]], advantage: str = "trajectory", r
     Raises:
         ValueError: an unknown ``advantage``, or as :func:`training.credit.returns_to_go`.
     """
-    rewards = [[t.rewards for t in g] for g in groups]
-    if advantage == "trajectory":
-        returns = _returns(groups, return_type, gamma)
-        per_traj = group_advantages(returns)
-        adv = [[[float(per_traj[p, i])] * len(t.turns) for i, t in enumerate(g)] for p, g in enumerate(groups)]
-        degenerate = degenerate_groups(returns).tolist()
-    elif advantage == "turn":
-        adv = [turn_advantages([r], _type(return_type, g), gamma)[0] for r, g in zip(rewards, groups)]
-        degenerate = [all(a == 0.0 for traj in g for a in traj) for g in adv]
-    else:
+    if advantage not in ("trajectory", "turn"):
         raise ValueError(f"advantage must be 'trajectory' or 'turn', got {advantage!r}")
+    adv = []  # [p][i][turn]
+    for g in groups:
+        rewards, kind = [t.rewards for t in g], _type(return_type, g)
+        if advantage == "trajectory":
+            adv.append([[a] * len(r) for a, r in zip(trajectory_advantages([rewards], kind, gamma)[0], rewards)])
+        else:
+            adv.append(turn_advantages([rewards], kind, gamma)[0])
+    # group_advantages zeroes a degenerate group exactly, and only it (turn level: every turn index).
+    degenerate = [all(a == 0.0 for traj in g for a in traj) for g in adv]
     rows = PolicyRows()
     size = len(groups[0]) if groups else 0
     for p, group in enumerate(groups):

@@ -22,7 +22,7 @@ INFO_KEYS = {"task", "answer_format", "scene", "offset", "n_blocks", "stable_ini
 STEP_KEYS = INFO_KEYS | {"parsed_action", "parse_error", "outcome", "distance", "stable_after", "sim_steps"}
 
 
-@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+@pytest.mark.parametrize("env_id", envs.ENV_IDS + envs.MULTI_STEP_ENV_IDS)
 @pytest.mark.parametrize("render_mode", [None, "rgb_array"])
 def test_check_env(env_id, render_mode):
     with warnings.catch_warnings(record=True) as caught:

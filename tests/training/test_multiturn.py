@@ -58,8 +58,7 @@ def test_turn_advantages_normalise_each_turn_over_the_trajectories_that_reached_
     turn1 = [7.0, 6.0, 3.0]  # returns-to-go at turn 1
     m1, s1 = sum(turn1) / 3, (sum((r - 16 / 3) ** 2 for r in turn1) / 2) ** 0.5
     assert [a[0] for a in adv] == pytest.approx([(r - m1) / (s1 + 1e-4) for r in turn1], rel=1e-6)
-    turn2 = [6.0, 6.0]  # equal: zero advantage
-    assert adv[0][1] == adv[1][1] == 0.0 and turn2
+    assert adv[0][1] == adv[1][1] == 0.0  # both returns-to-go at turn 2 are 6: zero advantage
     assert adv[0][2] == 0.0  # only one trajectory made a third turn
 
 

@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from .cli_decoding import add_decoding_arguments
+from .cli_matrix import check_env_kwargs, env_kwargs_arg
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -24,10 +25,11 @@ def _eval(args: argparse.Namespace) -> int:
 
     from .cli_decoding import decoding_from_args
 
+    check_env_kwargs([args.env], args.env_kwargs)
     agent = load_agent(args.agent, seed=args.seed, sampling=decoding_from_args(args),
                        max_history_turns=args.max_history_turns)
     result = evaluate(agent, args.env, n_episodes=args.episodes, seed=args.seed,
-                      batch_size=args.batch_size, progress=not args.quiet)
+                      batch_size=args.batch_size, progress=not args.quiet, env_kwargs=args.env_kwargs)
     result.agent = args.agent
     print(result.summary())
     if args.out:
@@ -121,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--agent", required=True, help="agent spec, e.g. oracle, random, perceive, vlm:tiny, "
                     "vlm:tiny-base+adapter=RUN/checkpoints/step-000200")
     ev.add_argument("--env", required=True, help="environment id, e.g. TopBlockXOnly-v0")
+    ev.add_argument("--env-kwargs", type=env_kwargs_arg, default=None, metavar="JSON",
+                    help='gym.make keyword arguments, e.g. \'{"n_blocks": [4, 4]}\' (default: none)')
     ev.add_argument("--max-history-turns", type=int, default=None, metavar="N",
                     help="multi-step envs: earlier turns a vlm: agent replays in its chat (default: all)")
     ev.add_argument("-n", "--episodes", type=int, default=100, help="episodes (default: 100)")

@@ -15,6 +15,32 @@ def _xy_step(text: str) -> tuple[int, int]:
     return x, up
 
 
+def env_kwargs_arg(text: str) -> dict:
+    """``--env-kwargs``: a JSON object of ``gym.make`` keyword arguments."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--env-kwargs must be a JSON object such as '{{\"n_blocks\": [4, 4]}}', "
+                                         f"got {text!r} ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"--env-kwargs must be a JSON object (keyword -> value), got {text!r}")
+    return value
+
+
+def check_env_kwargs(env_ids: list[str], kwargs: dict | None) -> None:
+    """An ``--env-kwargs`` key that some env does not take fails before any model loads, with close matches."""
+    if kwargs:
+        import gymnasium as gym
+
+        import envs  # noqa: F401  (registers the ids)
+        from training.config_rules import check_env_kwargs as check
+
+        for env_id in env_ids:
+            check(env_id, kwargs, gym)
+
+
 def _run(args: argparse.Namespace) -> int:
     from evaluation.matrix import evaluate_matrix, parse_named_spec
 
@@ -29,10 +55,12 @@ def _run(args: argparse.Namespace) -> int:
     import envs
 
     env_ids = args.env or list(envs.ENV_IDS)
+    check_env_kwargs(env_ids, args.env_kwargs)
     result = evaluate_matrix(agents, env_ids, n_episodes=args.episodes, seed=args.seed, batch_size=args.batch_size,
                              x_step=args.x_step, xy_step=args.xy_step, sampling=decoding_from_args(args),
                              progress=not args.quiet, log=None if args.quiet else print,
-                             max_history_turns=args.max_history_turns)
+                             max_history_turns=args.max_history_turns,
+                             env_kwargs={e: args.env_kwargs for e in env_ids} if args.env_kwargs else None)
     print(result.summary())
     paths = result.save(args.out)
     print("written: " + ", ".join(str(p) for p in paths.values()))
@@ -65,6 +93,9 @@ def add_subcommand(subparsers) -> None:
     p.add_argument("--xy-step", type=_xy_step, default=(50, 100), metavar="X,UP",
                    help="best-constant candidates of the x-y task: x every X, up every UP units (default: 50,100)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-cell lines")
+    p.add_argument("--env-kwargs", type=env_kwargs_arg, default=None, metavar="JSON",
+                   help='gym.make keyword arguments for every --env, e.g. \'{"n_blocks": [4, 4]}\' for '
+                   "TowerBuild-v0 with four floor cubes (default: none)")
     p.add_argument("--max-history-turns", type=int, default=None, metavar="N",
                    help="multi-step envs: earlier turns a vlm: agent replays in its chat (default: all)")
     add_decoding_arguments(p)

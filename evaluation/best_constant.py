@@ -24,8 +24,11 @@ from envs.answers import UP_RANGE, X_RANGE
 
 from .evaluate import bootstrap_ci
 
-__all__ = ["ConstantBaseline", "constant_candidates", "best_constant_answer",
+__all__ = ["ConstantBaseline", "constant_candidates", "best_constant_answer", "answer_format", "CONSTANT_FORMATS",
            "DEFAULT_X_STEP", "DEFAULT_XY_STEP"]
+
+CONSTANT_FORMATS = ("binary", "x", "xy")
+"""Answer formats with a best constant answer (not ``colour_x``: its legal colours change per scene)."""
 
 DEFAULT_X_STEP = 25
 """Candidate spacing of x answers, action units (100 = one block edge): 49 candidates over [-600, 600]."""
@@ -123,14 +126,21 @@ def _reward_table(env_id: str, seeds: range, candidates: Sequence[str],
         env.close()
 
 
-def _answer_format(env_id: str, env_kwargs: Mapping[str, Any] | None) -> str:
+def answer_format(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> str | None:
+    """The answer format of ``env_id`` (``info["answer_format"]`` at reset): ``"binary"``, ``"x"``,
+    ``"xy"``, ``"colour_x"`` (TowerBuild-v0, where no constant answer applies: the colours differ
+    per scene), or None when the env does not say."""
     env = gym.make(env_id, **dict(env_kwargs or {}))
     try:
         _, info = env.reset(seed=0)
-        fmt = info.get("answer_format", getattr(env.unwrapped, "answer_format", None))
+        return info.get("answer_format", getattr(env.unwrapped, "answer_format", None))
     finally:
         env.close()
-    if fmt not in ("binary", "x", "xy"):
+
+
+def _answer_format(env_id: str, env_kwargs: Mapping[str, Any] | None) -> str:
+    fmt = answer_format(env_id, env_kwargs)
+    if fmt not in CONSTANT_FORMATS:
         raise ValueError(f"cannot tell the answer format of {env_id!r} (reset info has answer_format={fmt!r}); "
                          "pass candidates= explicitly")
     return fmt

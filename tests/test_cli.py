@@ -158,3 +158,18 @@ def test_eval_matrix_on_a_multi_step_id_has_no_constant_baseline(tmp_path, capsy
     data = json.loads((tmp_path / "matrix.json").read_text())
     assert data["baselines"]["TopBlockXOnly-Retry-v0"]["constant"] is None
     assert data["cells"][0]["interaction"] == "retry" and (tmp_path / "matrix.png").exists()
+
+
+def test_env_kwargs_reach_the_env_and_bad_keys_fail_with_close_matches(tmp_path, capsys):
+    out = tmp_path / "four.json"
+    assert main(["eval", "--env", "TowerBuild-v0", "--agent", "oracle", "-n", "3", "--quiet", "--out", str(out),
+                 "--env-kwargs", '{"n_blocks": [4, 4]}']) == 0
+    episodes = json.loads(out.read_text())["episodes"]
+    assert [len(e["turns"]) for e in episodes] == [4, 4, 4]  # the oracle lifts each of the four cubes once
+    capsys.readouterr()
+    assert main(["eval-matrix", "--agent", "random", "--env", "TowerBuild-v0", "-n", "2", "--quiet",
+                 "--out", str(tmp_path / "m"), "--env-kwargs", '{"n_blockz": [4, 4]}']) == 2
+    assert "did you mean 'n_blocks'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "--env", "TowerBuild-v0", "--agent", "oracle", "--env-kwargs", "[4]"])
+    assert "must be a JSON object" in capsys.readouterr().err

@@ -28,6 +28,7 @@ from .config_rules import (
     apply_override,
     check_env_id,
     check_env_kwargs,
+    check_init_adapter,
     close_matches,
     coerce,
     fail,
@@ -82,6 +83,10 @@ class TrainConfig:
 
     model: str = _field("tiny-base", "'tiny-base' (the shipped pre-trained tiny base), 'tiny' (random weights), "
                         "a local folder or a hub id such as Qwen/Qwen3-VL-8B-Instruct")
+    init_adapter: str | None = _field(None, "a PEFT LoRA adapter folder to start from instead of a fresh "
+                                      "adapter, e.g. an SFT run's checkpoints/step-NNNNNN (SFT, then GRPO); "
+                                      "lora_r, lora_alpha and target_modules must match it; the KL reference "
+                                      "stays the base model (the adapter switched off, as TRL with PEFT)")
     # Environments
     env_id: str = _field("TopBlockXOnly-v0", "Gymnasium id to train on (any registered id; 'envs:ID' also works)")
     env_mix: dict[str, float] | None = _field(None, "None, or {env_id: weight > 0} for multi-task training "
@@ -227,6 +232,7 @@ class TrainConfig:
         if not self.model.strip() or not self.output_dir.strip():
             fail(f"model and output_dir must be non-empty; got model={self.model!r}, output_dir={self.output_dir!r}")
         self._check_target_modules()
+        self._check_init_adapter()
         self._check_envs()
 
     def _check_objective_options(self):
@@ -291,6 +297,14 @@ class TrainConfig:
             fail(f"target_modules must be a non-empty list of module names (letters, digits, '_', '.'), "
                   f"e.g. [q_proj, v_proj]; got {tm!r}")
         self.target_modules = list(tm)
+
+    def _check_init_adapter(self):
+        if self.init_adapter is not None:
+            from .lora_targets import lora_target_regex
+
+            check_init_adapter(self.init_adapter, {"r": self.lora_r, "lora_alpha": self.lora_alpha,
+                                                   "target_modules": lora_target_regex(self.target_modules,
+                                                                                       self.train_vision)})
 
     def _check_envs(self):
         import gymnasium as gym

@@ -7,11 +7,12 @@ check raises :class:`ConfigError` with the value, the rule and the fix.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["ConfigError", "DICT_FIELDS", "apply_override", "check_env_id", "check_env_kwargs", "close_matches", "coerce",
+__all__ = ["ConfigError", "DICT_FIELDS", "apply_override", "check_env_id", "check_env_kwargs", "check_init_adapter", "close_matches", "coerce",
            "fail"]
 
 DICT_FIELDS = ("env_mix", "env_kwargs")
@@ -131,3 +132,27 @@ def apply_override(data: dict[str, Any], item: str, names: list[str]) -> None:
     else:
         entries[sub] = value
     data[name] = entries or (None if name == "env_mix" else {})
+
+
+_ADAPTER_FIELDS = {"r": "lora_r", "lora_alpha": "lora_alpha", "target_modules": "target_modules / train_vision"}
+
+
+def check_init_adapter(folder: str, wanted: dict[str, Any]) -> None:
+    """``init_adapter`` is a PEFT adapter folder whose ``adapter_config.json`` has the ``wanted``
+    ``r``, ``lora_alpha`` and ``target_modules`` (so the run's config describes the adapter it
+    trains, and a resume rebuilds the same one)."""
+    from pathlib import Path
+
+    path = Path(folder)
+    if not (path / "adapter_config.json").is_file() or not (path / "adapter_model.safetensors").is_file():
+        what = "does not exist" if not path.exists() else "is not a PEFT adapter folder"
+        fail(f"init_adapter {folder!r} {what}: it needs adapter_config.json and adapter_model.safetensors, "
+             "such as a run's checkpoints/step-NNNNNN folder")
+    try:
+        saved = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        fail(f"init_adapter {folder!r}: unreadable adapter_config.json ({exc})")
+    for key, value in wanted.items():
+        if saved.get(key) != value:
+            fail(f"init_adapter {folder!r} has {key}={saved.get(key)!r} but this config gives {value!r}; set "
+                 f"{_ADAPTER_FIELDS[key]} to the adapter's (the config.yaml of the run that wrote it has them)")

@@ -42,18 +42,21 @@ def evaluate_envs(agent: Any, cfg: TrainConfig, env_ids: list[str] | None = None
 def baselines(cfg: TrainConfig) -> dict[str, dict[str, Any]]:
     """Per env: ``{"constant_answer": str, "constant_baseline": EvaluationResult, "random_baseline": ...}``.
 
-    The constant is :func:`evaluation.best_constant.best_constant_answer` on the held-out seeds;
-    the random agent is seeded with ``cfg.seed``."""
+    The constant is :func:`evaluation.best_constant.best_constant_answer` on the held-out seeds
+    (None, both, where no constant applies: TowerBuild-v0's ``COLOUR, X``); the random agent is
+    seeded with ``cfg.seed``."""
     from agents.baselines import ConstantAgent, RandomAgent
-    from evaluation.best_constant import best_constant_answer
+    from evaluation.best_constant import CONSTANT_FORMATS, answer_format, best_constant_answer
 
     out = {}
     for env_id in eval_env_ids(cfg):
         kwargs = dict(n_episodes=cfg.eval_episodes, seed=cfg.eval_seed, env_kwargs=cfg.env_kwargs)
-        best = best_constant_answer(env_id, **kwargs)
-        out[env_id] = {"constant_answer": best.answer,
-                       "constant_baseline": evaluate(ConstantAgent(best.answer), env_id, **kwargs),
-                       "random_baseline": evaluate(RandomAgent(seed=cfg.seed), env_id, **kwargs)}
+        row: dict[str, Any] = {"constant_answer": None, "constant_baseline": None}
+        if answer_format(env_id, cfg.env_kwargs) in CONSTANT_FORMATS:
+            best = best_constant_answer(env_id, **kwargs)
+            row = {"constant_answer": best.answer,
+                   "constant_baseline": evaluate(ConstantAgent(best.answer), env_id, **kwargs)}
+        out[env_id] = {**row, "random_baseline": evaluate(RandomAgent(seed=cfg.seed), env_id, **kwargs)}
     return out
 
 

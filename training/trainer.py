@@ -127,9 +127,12 @@ class Trainer:
                           "(vLLM quantises in flight on CUDA only): rollouts come from a slightly different "
                           "policy; truncated importance sampling corrects it"
                           + ("" if cfg.tis_enabled else " but is off (tis_correction=false)"), stacklevel=2)
-        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=lora_target_regex(cfg.target_modules, cfg.train_vision))
-        agent.load_adapter(lora, name="default")
+        if cfg.init_adapter is not None:
+            agent.load_adapter(cfg.init_adapter, name="default", trainable=True)
+        else:
+            agent.load_adapter(LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                          target_modules=lora_target_regex(cfg.target_modules, cfg.train_vision)),
+                               name="default")
         self.model = agent.model
         for name, param in self.model.named_parameters():
             param.requires_grad_("lora_" in name)

@@ -231,3 +231,18 @@ def test_corrective_sft_trains_on_the_correction_turns(tmp_path):
 
 def _adapter_at(out, step):
     return load_file(str(out / "checkpoints" / f"step-{step:06d}" / "adapter_model.safetensors"))
+
+
+def test_a_tower_build_run_evaluates_without_a_constant_baseline(tmp_path):
+    import json
+
+    from training.trainer import Trainer
+
+    config = TrainConfig(**{**SMALL, "max_steps": 1, "eval_episodes": 2, "group_size": 2}, objective="sft",
+                         env_id="TowerBuild-v0", env_kwargs={"n_blocks": [2, 2]}, max_history_turns=1,
+                         output_dir=str(tmp_path))
+    result = Trainer(config).train(progress=False)
+    assert result.after is not None and result.after.success_at_k is not None  # a multi-step evaluation
+    row = json.loads((tmp_path / "result.json").read_text())["envs"]["TowerBuild-v0"]
+    assert row["constant_answer"] is None and row["constant_baseline"] is None  # no constant COLOUR, X
+    assert row["random_baseline"]["n_episodes"] == 2

@@ -235,3 +235,28 @@ def test_a_disk_reading_backend_gets_each_adapter_version_before_it_generates(tm
     Trainer(config, agent=agent).train(progress=False)
     assert agent_model_before is not None and seen[0] == 1 and seen[-1] == 3  # v0 published, then after 2 steps
     assert sorted(p.name for p in (tmp_path / "rollout_adapter").iterdir()) == ["v2"]
+
+
+def test_a_run_starts_from_init_adapter_and_trains_it_further(tmp_path):
+    from training.config_rules import ConfigError
+
+    first = TrainConfig(**{**SMALL, "max_steps": 1}, objective="sft", output_dir=str(tmp_path / "sft"))
+    Trainer(first).train(progress=False)
+    start = tmp_path / "sft" / "checkpoints" / "step-000001"
+    saved = load_file(str(start / "adapter_model.safetensors"))
+    assert any("lora_B" in k and bool(v.abs().sum() > 0) for k, v in saved.items())
+    config = TrainConfig(**{**SMALL, "max_steps": 1}, objective="sft", init_adapter=str(start),
+                         output_dir=str(tmp_path / "then"))
+    trainer = Trainer(config)
+    trainer._setup()
+    from peft import get_peft_model_state_dict
+
+    loaded = get_peft_model_state_dict(trainer.model)
+    assert set(loaded) == set(saved) and all(torch.equal(loaded[k], saved[k]) for k in saved)
+    Trainer(config).train(progress=False)
+    after = load_file(str(tmp_path / "then" / "checkpoints" / "step-000001" / "adapter_model.safetensors"))
+    assert not all(torch.equal(after[k], saved[k]) for k in saved), "training from init_adapter moved nothing"
+    with pytest.raises(ConfigError, match="lora_r"):
+        TrainConfig(**SMALL, init_adapter=str(start), lora_r=8, output_dir=str(tmp_path / "x"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        TrainConfig(**SMALL, init_adapter=str(tmp_path / "nowhere"), output_dir=str(tmp_path / "y"))

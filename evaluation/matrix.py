@@ -185,10 +185,11 @@ class MatrixResult:
         }
 
     def save(self, out_dir: str | os.PathLike, plot: bool = True) -> dict[str, Path]:
-        """Write ``matrix.csv``, ``baselines.csv``, ``matrix.json`` and (``plot``) ``matrix.png`` into ``out_dir``.
+        """Write ``matrix.csv``, ``baselines.csv``, ``matrix.json``, (``plot``) ``matrix.png`` and, when rows
+        are named ``CONDITION-sSEED``, ``seeds.csv`` (:mod:`evaluation.seeds`) into ``out_dir``.
 
         Returns:
-            ``{"csv", "baselines", "json", "png"}`` -> written paths.
+            ``{"csv", "baselines", "json", "png", "seeds"}`` -> written paths (those written).
         """
         out = Path(out_dir)
         paths = {
@@ -196,6 +197,11 @@ class MatrixResult:
             "baselines": write_text_atomic(out / "baselines.csv", _csv(BASELINES_CSV_COLUMNS, self.baseline_rows())),
             "json": write_json_atomic(out / "matrix.json", self.to_dict(), indent=1, default=json_default),
         }
+        from .seeds import SEEDS_CSV_COLUMNS, seed_rows
+
+        pooled = seed_rows(self)
+        if pooled:  # rows named CONDITION-sSEED: each condition's mean and range over its seeds
+            paths["seeds"] = write_text_atomic(out / "seeds.csv", _csv(SEEDS_CSV_COLUMNS, pooled))
         if plot:
             from .matrix_plot import plot_matrix
 
@@ -217,6 +223,18 @@ class MatrixResult:
                            ("  answer", lambda b: _inner(b.constant.answer) if b.has_constant else "-"),
                            ("optimum", lambda b: f"{b.optimum.mean_reward:.3f}")):
             lines.append(f"{label:<{width}}" + "".join(f"{get(self.baselines[e]):>{cw}}" for e in self.env_ids))
+        from .seeds import seed_rows
+
+        pooled = seed_rows(self)
+        if pooled:
+            lines.append("")
+            lines.append("over training seeds (rows CONDITION-sSEED): mean [min, max] of the seeds' mean rewards")
+            lines.append(" " * width + "".join(f"{c:>{cw + 10}}" for c in cols))
+            for group in dict.fromkeys(r["group"] for r in pooled):
+                cells = [r for r in pooled if r["group"] == group]
+                texts = ["{:.2f} [{:.2f}, {:.2f}]".format(r["mean_reward"], r["min_reward"], r["max_reward"])
+                         for r in cells]
+                lines.append(f"{group:<{width}}" + "".join(f"{t:>{cw + 10}}" for t in texts))
         multi = [e for e in self.env_ids if self.cell(self.agents[0], e).interaction is not None]
         if multi:  # multi-step columns: mean return above; success within 1 and K turns, and AUCCESS
             lines.append("")

@@ -153,3 +153,22 @@ def test_cli_eval_matrix(tmp_path, capsys):
     with open(out / "baselines.csv") as f:
         assert int(next(csv.DictReader(f))["n_candidates"]) == 5 * 3
     assert main(["eval-matrix", "--agent", "r=random", "--agent", "r=oracle", "--out", str(out)]) == 2
+
+
+def test_rows_named_by_training_seed_are_pooled_per_condition(tmp_path):
+    from evaluation.seeds import SEEDS_CSV_COLUMNS, seed_groups
+
+    agents = {"c-s0": "constant:<answer>0</answer>", "c-s1": "constant:<answer>300</answer>", "oracle": "oracle"}
+    assert seed_groups(list(agents) + ["lone-s0"]) == {"c": ["c-s0", "c-s1"]}
+    result = evaluate_matrix(agents, ["TopBlockXOnly-v0"], n_episodes=N, seed=SEED, batch_size=BATCH,
+                             out_dir=tmp_path, x_step=100)
+    with open(tmp_path / "seeds.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == SEEDS_CSV_COLUMNS and len(rows) == 1 and rows[0]["group"] == "c"
+    means = [result.cell(a, "TopBlockXOnly-v0").mean_reward for a in ("c-s0", "c-s1")]
+    row = rows[0]
+    assert float(row["mean_reward"]) == pytest.approx(sum(means) / 2)
+    assert (float(row["min_reward"]), float(row["max_reward"])) == (min(means), max(means))
+    best = result.baselines["TopBlockXOnly-v0"].constant.mean_reward
+    assert int(row["seeds_above_constant"]) == sum(m > best for m in means) and row["success_at_k"] == ""
+    assert "over training seeds" in result.summary()

@@ -13,6 +13,14 @@ Provenance (``../shared/data/paper-prompts.md`` holds the same texts):
   (:data:`REASONING`) inserted before the final "Return your final answer ..."
   sentence, which is exactly how the paper's one variant is built from its task prompt.
 
+* ``TowerStability-v0`` (:data:`TOWER_STABILITY`): the Cubeworld towers pre-prompt of
+  "Testing the limits of fine-tuning to improve reasoning in vision language models"
+  (ICML 2025), section 2.3, verbatim; there **Yes means the tower falls**. That study scored
+  the pre-prompt by the probabilities of the Yes and No tokens; for sampled answers we
+  append one sentence, the 2026 paper's closing "Return your final answer between
+  <answer> </answer>." (so its reasoning variant is built as the others'). The
+  log-probability judge's text is :data:`TOWER_STABILITY_PRE_PROMPT` alone.
+
 * **Ours, not the papers'**: the ``TowerBuild-v0`` prompt (:func:`tower_build_prompt`),
   and the multi-step turn texts of DESIGN.md section 7: the feedback sentences
   (:func:`feedback_sentence`: what happened, stood or fell, and the reward) and the
@@ -25,7 +33,8 @@ prompts themselves do not say so; the papers' do not either).
 
 from __future__ import annotations
 
-__all__ = ["PROMPTS", "REASONING", "LERER", "prompt_for", "reasoning_variant", "PAPER_REASONING_TASKS",
+__all__ = ["PROMPTS", "WORLD_PROMPTS", "TOWER_STABILITY", "TOWER_STABILITY_PRE_PROMPT", "REASONING", "LERER",
+           "prompt_for", "reasoning_variant", "PAPER_REASONING_TASKS",
            "TOWER_BUILD", "tower_build_prompt", "feedback_sentence", "NEXT_TURN", "next_turn_prompt"]
 
 # The sentence every task prompt ends with; the reasoning sentences go before it.
@@ -65,6 +74,13 @@ LERER = (
     f"Respond with Yes if the tower is stable or No if it is not stable. {_RETURN}"
 )
 
+# TowerStability-v0: the ICML 2025 pre-prompt (Yes = falls), then our request for the tags.
+TOWER_STABILITY_PRE_PROMPT = (
+    "You are now viewing a tower of blocks. Will the tower fall? Answer Yes if you think this tower is "
+    "unstable and will fall. Answer No if you think this tower is stable and will not fall."
+)
+TOWER_STABILITY = f"{TOWER_STABILITY_PRE_PROMPT} {_RETURN}"
+
 # The paper's reasoning sentences (Appendix A.4, TopBlockXOnly-v0 with long generation).
 REASONING = (
     "Provide your reasoning between <think> and </think>. You can think about the problem for as "
@@ -88,6 +104,10 @@ PROMPTS: dict[str, str] = {
     "side_block_xy": SIDE_BLOCK_XY,
 }
 
+# The tasks of DESIGN.md section 8's worlds. Apart from PROMPTS, which code that loops over the
+# paper's four tasks reads (the tiny model's tokenizer and format training among it).
+WORLD_PROMPTS: dict[str, str] = {"tower_stability": TOWER_STABILITY}
+
 # Tasks whose reasoning variant the paper gives; the others' are ours (same construction).
 PAPER_REASONING_TASKS = frozenset({"top_block_x_only"})
 
@@ -104,14 +124,16 @@ def reasoning_variant(prompt: str) -> str:
 
 
 def prompt_for(task: str, reasoning: bool = False) -> str:
-    """The prompt of ``task`` (a key of :data:`PROMPTS`), optionally the long-reasoning variant.
+    """The prompt of ``task`` (a key of :data:`PROMPTS` or :data:`WORLD_PROMPTS`), optionally the
+    long-reasoning variant.
 
     Raises:
-        KeyError: ``task`` is not a key of :data:`PROMPTS`.
+        KeyError: ``task`` is a key of neither.
     """
-    if task not in PROMPTS:
-        raise KeyError(f"unknown task {task!r}; expected one of {sorted(PROMPTS)}")
-    return reasoning_variant(PROMPTS[task]) if reasoning else PROMPTS[task]
+    text = PROMPTS.get(task, WORLD_PROMPTS.get(task))
+    if text is None:
+        raise KeyError(f"unknown task {task!r}; expected one of {sorted(PROMPTS) + sorted(WORLD_PROMPTS)}")
+    return reasoning_variant(text) if reasoning else text
 
 
 def _names(colours) -> str:

@@ -24,6 +24,11 @@ build                  stable                       gain in tower height, cubes
 =====================  ===========================  =================
 
 The build rows are DESIGN.md section 7's (``TowerBuild-v0``), ours rather than the paper's.
+
+Binary polarity (:func:`binary_outcome`): what ``Yes`` asserts. The 2026 paper's stability
+prompts ask whether the tower is stable (``yes_means="stable"``); the ICML 2025 Cubeworld
+pre-prompt of ``TowerStability-v0`` asks whether it will fall (``yes_means="falls"``). The
+rewards are the same 1 / 0 / -1 either way.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from __future__ import annotations
 import math
 
 __all__ = ["OUTCOMES", "ILLEGAL_OUTCOMES", "LEGAL_OUTCOMES", "binary_reward", "placement_reward", "build_reward",
-           "ILLEGAL_REWARD", "COLLAPSE_REWARD"]
+           "ILLEGAL_REWARD", "COLLAPSE_REWARD", "YES_MEANS", "binary_truth", "binary_outcome"]
 
 OUTCOMES = (
     "stable",
@@ -54,6 +59,31 @@ LEGAL_OUTCOMES = tuple(o for o in OUTCOMES if o not in ILLEGAL_OUTCOMES)
 
 ILLEGAL_REWARD = {"unparseable": -5.0, "out_of_range": -5.0, "below_floor": -4.0, "unknown_colour": -5.0}
 COLLAPSE_REWARD = -1.0
+YES_MEANS = ("stable", "falls")
+"""What a binary task's ``Yes`` asserts about the tower (see the module docstring)."""
+
+
+def binary_truth(stable: bool, yes_means: str = "stable") -> str:
+    """The correct answer, ``"Yes"`` or ``"No"``, for a tower whose simulated verdict is ``stable``.
+
+    Raises:
+        ValueError: ``yes_means`` is not one of :data:`YES_MEANS`.
+    """
+    if yes_means not in YES_MEANS:
+        raise ValueError(f"yes_means must be one of {YES_MEANS}, got {yes_means!r}")
+    return "Yes" if bool(stable) == (yes_means == "stable") else "No"
+
+
+def binary_outcome(answer: str | None, stable: bool, yes_means: str = "stable") -> str:
+    """``correct``, ``incorrect`` or ``unparseable`` (``answer`` None) for a parsed ``"Yes"``/``"No"``.
+
+    Raises:
+        ValueError: ``yes_means`` is not one of :data:`YES_MEANS`.
+    """
+    truth = binary_truth(stable, yes_means)
+    if answer is None:
+        return "unparseable"
+    return "correct" if answer == truth else "incorrect"
 
 
 def binary_reward(outcome: str) -> float:

@@ -20,6 +20,10 @@ Families:
   up to 0.1), edges drawn uniformly from ``sizes`` (default all 1). Answers lift a
   floor cube by its colour and set it down (:mod:`envs.build`).
 
+* ``stability`` (``TowerStability-v0``): a tower of 2-7 cubes of random edge, turn about
+  the vertical, colour and x/y offset; its generator is :func:`envs.stability_towers.stability_tower`.
+  Like ``top_block``, every cube is part of the tower and ``target`` is the top one.
+
 Scenes reached during a multi-step episode (``info["scene_now"]``) hold the poses a
 simulation left, so a cube may carry an ``orientation`` (a fallen cube lies turned).
 """
@@ -50,7 +54,9 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 # The base cube of TowerBuild-v0: darker than the grey floor, and never a colour an answer names.
 GREY = (90, 90, 90)
 COLOR_NAMES = {**{v: k for k, v in PALETTE.items()}, RED: "red", GREY: "grey"}
-FAMILIES = ("top_block", "side_block", "build")
+FAMILIES = ("top_block", "side_block", "build", "stability")
+# Families whose every cube is the tower, the target the top one.
+_WHOLE_TOWER = ("top_block", "stability")
 IDENTITY = (0.0, 0.0, 0.0, 1.0)  # xyzw quaternion of an upright cube
 BUILD_SLOTS = (-3.35, -1.75, 1.75, 3.35)
 BUILD_JITTER = 0.1
@@ -99,7 +105,7 @@ class Scene:
     @property
     def tower(self) -> tuple[Cube, ...]:
         """The tower's cubes, bottom to top (for ``top_block``, including the top cube)."""
-        if self.family == "top_block":
+        if self.family in _WHOLE_TOWER:
             return self.cubes
         return tuple(c for i, c in enumerate(self.cubes) if i != self.target)
 
@@ -116,7 +122,7 @@ class Scene:
     @property
     def axis(self) -> float:
         """x of the support the target cube should be centred on, block edges."""
-        if self.family == "top_block":
+        if self.family in _WHOLE_TOWER:
             return self.cubes[self.target - 1].x
         return self.top.x
 
@@ -128,7 +134,7 @@ class Scene:
     @property
     def goal_z(self) -> float:
         """z of the target cube's centre when it sits on top of the tower, block edges."""
-        if self.family == "top_block":
+        if self.family in _WHOLE_TOWER:
             return self.cubes[self.target].z
         top = self.top
         return top.z + (top.size + self.cubes[self.target].size) / 2
@@ -196,7 +202,7 @@ class Scene:
         if any(len(c.orientation) != 4 for c in cubes):
             raise ValueError("a cube's orientation must be an xyzw quaternion of 4 numbers")
         target = int(data["target"])
-        if not 0 <= target < len(cubes) or (data["family"] == "top_block" and target == 0) or (
+        if not 0 <= target < len(cubes) or (data["family"] in _WHOLE_TOWER and target == 0) or (
                 data["family"] == "build" and target != 0):
             raise ValueError(f"scene target {target} does not name a movable cube of {len(cubes)}")
         return cls(data["family"], cubes, target)

@@ -1,4 +1,4 @@
-"""The block-tower environment: one class, the four tasks of the paper and TowerBuild-v0 as variants."""
+"""The block-tower environment: one class, whose variants are the paper's four tasks and our worlds."""
 
 from __future__ import annotations
 
@@ -12,14 +12,22 @@ from gymnasium import spaces
 
 from . import build as build_lib
 from . import scenes as scene_lib
+from . import stability_towers
 from .answers import completion_space, parse_answer
 from .physics import Verdict, World
 from .prompts import prompt_for, reasoning_variant, tower_build_prompt
 from .protocols import SUCCESS_DISTANCE, EpisodeProtocol, check_protocol, history_space
-from .rewards import ILLEGAL_REWARD, binary_reward, build_reward, placement_reward
+from .rewards import (
+    ILLEGAL_REWARD,
+    binary_outcome,
+    binary_reward,
+    binary_truth,
+    build_reward,
+    placement_reward,
+)
 from .scenes import Scene
 
-__all__ = ["TowerEnv", "TASKS", "ALL_TASKS"]
+__all__ = ["TowerEnv", "TASKS", "ALL_TASKS", "YES_MEANS"]
 
 # The paper's four tasks: task -> (scene family, answer format, default n_blocks range of the tower).
 # Code that loops over the paper's tasks (the tiny base's format training) reads TASKS, so it stays four.
@@ -29,15 +37,22 @@ TASKS: dict[str, tuple[str, str, tuple[int, int]]] = {
     "side_block_x_only": ("side_block", "x", (1, 3)),
     "side_block_xy": ("side_block", "xy", (1, 3)),
 }
-# Every task a TowerEnv takes: the paper's and TowerBuild-v0 (ours; coloured cubes, not tower cubes).
-ALL_TASKS: dict[str, tuple[str, str, tuple[int, int]]] = {**TASKS, "tower_build": ("build", "colour_x", (2, 4))}
+# Every task a TowerEnv takes: the paper's, TowerBuild-v0 (ours) and the worlds of DESIGN.md section 8.
+ALL_TASKS: dict[str, tuple[str, str, tuple[int, int]]] = {
+    **TASKS, "tower_build": ("build", "colour_x", (2, 4)),
+    "tower_stability": (stability_towers.FAMILY, "binary", stability_towers.N_BLOCKS_LIMITS),
+}
+# What Yes asserts in each binary task (envs.rewards.YES_MEANS): the ICML 2025 pre-prompt asks "Will it fall?".
+YES_MEANS = {"top_block_stability": "stable", "tower_stability": "falls"}
+# A world task serves the protocols of the paper's task it mirrors (envs.protocols lists those only).
+_PROTOCOL_TWIN = {"tower_stability": "top_block_stability"}
 
 # Block edges: resting cubes of a simulated state interpenetrate by up to ~1e-4 (measured: 2e-5 per
 # contact); placements on such a state treat that as touching, not as overlap.
 SETTLED_CONTACT_TOL = 1e-3
 
 _GENERATORS = {"top_block": scene_lib.top_block, "side_block": scene_lib.side_block,
-               "build": scene_lib.tower_build}
+               "build": scene_lib.tower_build, stability_towers.FAMILY: stability_towers.stability_tower}
 
 
 class TowerEnv(gym.Env):
@@ -47,11 +62,13 @@ class TowerEnv(gym.Env):
 
     Each episode shows one seeded scene (:mod:`envs.scenes`): a tower whose top
     cube is displaced (``top_block``), a tower with a red cube on the floor
-    beside it (``side_block``), or a grey base cube with coloured cubes on the
-    floor (``build``). The agent answers in text, inside ``<answer>...</answer>``;
-    the answer is simulated in pybullet (:mod:`envs.physics`). A single-step
-    episode ends there; a multi-step one (``interaction``, :mod:`envs.protocols`)
-    goes on for up to ``max_turns`` turns. Units: 100 answer units are one block edge.
+    beside it (``side_block``), a grey base cube with coloured cubes on the
+    floor (``build``), or a tower of cubes of random edge, turn and offset
+    (``stability``, :mod:`envs.stability_towers`). The agent answers in text,
+    inside ``<answer>...</answer>``; the answer is simulated in pybullet
+    (:mod:`envs.physics`). A single-step episode ends there; a multi-step one
+    (``interaction``, :mod:`envs.protocols`) goes on for up to ``max_turns`` turns.
+    Units: 100 answer units are one block edge.
 
     ## Tasks (``task`` kwarg; one registered id each)
 
@@ -65,6 +82,9 @@ class TowerEnv(gym.Env):
     * ``tower_build`` (``TowerBuild-v0``, always multi-step): ``COLOUR, X`` lifts that
       floor cube and sets it down at X in [-600, 600] from the base cube's centre
       (:mod:`envs.build`).
+    * ``tower_stability`` (``TowerStability-v0``): will the tower of 2-7 cubes fall? ``Yes``
+      means it **falls** (the ICML 2025 pre-prompt, :data:`envs.prompts.TOWER_STABILITY`);
+      ``n_blocks=(2, 4)`` and ``(5, 7)`` are that study's splits. Single-step only.
 
     ## Action Space
 
@@ -87,7 +107,8 @@ class TowerEnv(gym.Env):
 
     ## Rewards
 
-    See :mod:`envs.rewards`: binary 1 / 0 / -1; x-only 20 exp(-d^2) if the tower
+    See :mod:`envs.rewards`: binary 1 / 0 / -1 (correct is ``Yes`` on a stable tower, but in
+    ``tower_stability`` on one that falls); x-only 20 exp(-d^2) if the tower
     stands, 2 exp(-d^2) - 2 if anything falls, -5 for unparseable or
     out-of-range answers; x-y adds -4 below the floor and 2 exp(-d^2) - 4 inside
     the tower. ``d``: block edges between the moved cube (as answered) and the
@@ -119,7 +140,13 @@ class TowerEnv(gym.Env):
     simulated) and ``sim_steps``. Multi-step, after ``reset`` and every ``step``:
     ``interaction``, ``max_turns``, ``attempt`` (turns answered, 1-based; 0 after
     reset), ``success``, ``scene_now`` (the state the next turn acts on); build adds
-    ``movable_colours`` and, after a step, ``tower_height`` and ``gain``.
+    ``movable_colours`` and, after a step, ``tower_height`` and ``gain``. ``tower_stability``
+    adds, from reset on: ``yes_means`` (``"falls"``), ``falls`` (the simulated verdict, ``not
+    stable_initially``), ``sizes``, ``rotations`` (degrees about the vertical), ``offsets``
+    (each cube's ``[dx, dy]`` from the one below), ``com_margin`` (signed centre-of-mass rule
+    margin) and ``difficulty`` (its absolute value); block edges
+    (:func:`envs.stability_towers.tower_info`). There ``offset`` is the top cube's x offset
+    from the cube below.
 
     ## Arguments
 
@@ -129,7 +156,8 @@ class TowerEnv(gym.Env):
     * ``prompt``: replaces the task's (first turn's) prompt, used verbatim.
     * ``reasoning``: use the long-reasoning prompt variant.
     * ``image_size``: side of the square image, pixels (default 256).
-    * ``n_blocks``: ``(min, max)`` cubes in the tower (build: coloured cubes, within [1, 4]).
+    * ``n_blocks``: ``(min, max)`` cubes in the tower (build: coloured cubes, within [1, 4];
+      ``tower_stability``: within [2, 7], default ``(2, 7)``).
     * ``interaction``: ``"single"`` (default), ``"retry"``, ``"sequential"``; build is
       always ``"build"`` (:mod:`envs.protocols` says which task takes which).
     * ``max_attempts`` (retry) / ``max_moves`` (sequential, build): the turn limit K
@@ -140,8 +168,8 @@ class TowerEnv(gym.Env):
 
     ## Version History
 
-    * v0: first version; multi-step protocols and TowerBuild-v0 added without
-      changing any single-step episode.
+    * v0: first version; multi-step protocols, TowerBuild-v0 and TowerStability-v0 added
+      without changing any episode of the other ids.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
@@ -169,10 +197,14 @@ class TowerEnv(gym.Env):
             raise ValueError(f"image_size must be an int in [16, 2048], got {image_size!r}")
         self.task = task
         self.family, self.answer_format, default_blocks = ALL_TASKS[task]
-        self.interaction, self.max_turns = check_protocol(task, interaction, max_attempts, max_moves,
-                                                          feedback, success_distance)
+        if task in _PROTOCOL_TWIN and interaction not in (None, "single"):
+            raise ValueError(f"interaction={interaction!r} does not apply to task {task!r}, a single-step "
+                             "task: leave interaction unset (or 'single')")
+        self.interaction, self.max_turns = check_protocol(_PROTOCOL_TWIN.get(task, task), interaction,
+                                                          max_attempts, max_moves, feedback, success_distance)
         self.feedback = feedback
-        self.n_blocks = tuple(n_blocks) if n_blocks is not None else default_blocks
+        self.yes_means = YES_MEANS.get(task)
+        self.n_blocks = _block_range(n_blocks) if n_blocks is not None else default_blocks
         if sizes is not None and self.family != "build":
             raise ValueError(f"sizes applies to TowerBuild-v0 (task 'tower_build') only, not {task!r}")
         self._generator_kwargs = {"sizes": tuple(sizes)} if sizes is not None else {}
@@ -194,7 +226,7 @@ class TowerEnv(gym.Env):
             self._protocol = EpisodeProtocol(self.interaction, self.max_turns, feedback, success_distance)
         self.observation_space = spaces.Dict(obs_spaces)
         self.action_space = completion_space()
-        self._world = World()
+        self._world = stability_towers.StabilityWorld() if self.family == stability_towers.FAMILY else World()
         self._start: Scene | None = None  # the episode's initial scene
         self._scene: Scene | None = None  # the state the next answer acts on
         self._obs: dict[str, Any] | None = None
@@ -368,10 +400,7 @@ class TowerEnv(gym.Env):
 
     # -- judging ---------------------------------------------------------
     def _judge_binary(self, value: str | None) -> tuple[float, str]:
-        if value is None:
-            outcome = "unparseable"
-        else:
-            outcome = "correct" if (value == "Yes") == self._initial.stable else "incorrect"
+        outcome = binary_outcome(value, self._initial.stable, self.yes_means)
         return binary_reward(outcome), outcome
 
     def _simulate(self, scene: Scene) -> Verdict:
@@ -433,7 +462,7 @@ class TowerEnv(gym.Env):
         # Built anew on every call: callers keep and mutate infos.
         start = self._start
         build = self.family == "build"
-        return {
+        info = {
             "task": self.task,
             "answer_format": self.answer_format,
             "scene": start.to_dict(),
@@ -442,10 +471,13 @@ class TowerEnv(gym.Env):
             "stable_initially": self._initial.stable,
             "optimal_action": self._optimal_action(self.state, self._initial),
         }
+        if self.family == stability_towers.FAMILY:
+            info.update(yes_means=self.yes_means, falls=not self._initial.stable, **stability_towers.tower_info(start))
+        return info
 
     def _optimal_action(self, scene: Scene, initial: Verdict) -> str:
         if self.answer_format == "binary":
-            return f"<answer>{'Yes' if initial.stable else 'No'}</answer>"
+            return f"<answer>{binary_truth(initial.stable, self.yes_means)}</answer>"
         if self.answer_format == "colour_x":
             return build_lib.optimal_answer(scene)
         dx = int(np.clip(round(-scene.offset * 100), -600, 600))
@@ -457,6 +489,13 @@ class TowerEnv(gym.Env):
     def _copy_obs(self) -> dict[str, Any]:
         assert self._obs is not None
         return {"image": self._obs["image"].copy(), "prompt": self._obs["prompt"]}
+
+
+def _block_range(n_blocks: Any) -> tuple[int, int]:
+    try:
+        return tuple(n_blocks)  # the generators check the bounds
+    except TypeError:
+        raise ValueError(f"n_blocks must be a (min, max) pair of ints, got {n_blocks!r}") from None
 
 
 def _verdict_info(distance: float, verdict: Verdict) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def test_shipped_configs_are_addressable_by_name(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name,message", [
     ("paper/grpo_top_block_x_onyl", "did you mean paper/grpo_top_block_x_only"),
     ("grpo_top_block_x_only", "did you mean paper/grpo_top_block_x_only"),
-    ("nope.yaml", "shipped: multiturn/grpo_retry_top_block_x_only, paper/ablation_rank4_grpo_top_block_x_only"),
+    ("nope.yaml", "shipped: multiturn/grpo_build, multiturn/grpo_retry_top_block_x_only"),
     ("../configs/quickstart", "names no shipped config"),
     ("paper", "is a folder"),
 ])

@@ -44,8 +44,6 @@ ALL_TASKS: dict[str, tuple[str, str, tuple[int, int]]] = {
 }
 # What Yes asserts in each binary task (envs.rewards.YES_MEANS): the ICML 2025 pre-prompt asks "Will it fall?".
 YES_MEANS = {"top_block_stability": "stable", "tower_stability": "falls"}
-# A world task serves the protocols of the paper's task it mirrors (envs.protocols lists those only).
-_PROTOCOL_TWIN = {"tower_stability": "top_block_stability"}
 
 # Block edges: resting cubes of a simulated state interpenetrate by up to ~1e-4 (measured: 2e-5 per
 # contact); placements on such a state treat that as touching, not as overlap.
@@ -197,11 +195,8 @@ class TowerEnv(gym.Env):
             raise ValueError(f"image_size must be an int in [16, 2048], got {image_size!r}")
         self.task = task
         self.family, self.answer_format, default_blocks = ALL_TASKS[task]
-        if task in _PROTOCOL_TWIN and interaction not in (None, "single"):
-            raise ValueError(f"interaction={interaction!r} does not apply to task {task!r}, a single-step "
-                             "task: leave interaction unset (or 'single')")
-        self.interaction, self.max_turns = check_protocol(_PROTOCOL_TWIN.get(task, task), interaction,
-                                                          max_attempts, max_moves, feedback, success_distance)
+        self.interaction, self.max_turns = check_protocol(task, interaction, max_attempts, max_moves,
+                                                          feedback, success_distance)
         self.feedback = feedback
         self.yes_means = YES_MEANS.get(task)
         self.n_blocks = _block_range(n_blocks) if n_blocks is not None else default_blocks

@@ -136,3 +136,36 @@ class PeakMemory:
             return self._sampled / 2**20
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def run_worker(script: str, worker_args: list[str], tag: str, timeout: float, cwd: str,
+               **env: str) -> dict[str, Any]:
+    """Run ``script`` in a fresh Python process with ``worker_args`` plus ``--result FILE`` and return the
+    JSON the worker wrote there, with ``process_s`` (its wall time) added. One process per measured
+    configuration keeps peak-memory figures apart.
+
+    Raises:
+        RuntimeError: the worker exited non-zero (the message carries its last 40 output lines).
+        subprocess.TimeoutExpired: it ran past ``timeout`` seconds.
+    """
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix=f"{tag}-", suffix=".json")
+    os.close(fd)
+    cmd = [sys.executable, script, *worker_args, "--result", path]
+    environ = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1", **env)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=environ, capture_output=True, text=True, timeout=timeout)
+    try:
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+            raise RuntimeError(f"the {tag} worker failed (exit {proc.returncode}):\n{tail}")
+        result = json.loads(pathlib.Path(path).read_text())
+    finally:
+        pathlib.Path(path).unlink(missing_ok=True)
+    result["process_s"] = time.perf_counter() - t0
+    return result

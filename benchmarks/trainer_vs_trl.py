@@ -86,13 +86,8 @@ config fields, e.g. to test the path on a CPU with a cut-down model.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import pathlib
-import subprocess
 import sys
-import tempfile
-import time
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -103,6 +98,7 @@ GOAL = 0.8
 
 # benchmarks/ is the script's folder, so its modules import by their own names.
 from grpo_runs import worker  # noqa: E402  (the two timed runs: ours and TRL's)
+from measure import run_worker  # noqa: E402
 from random_model import make_random_model  # noqa: E402
 
 from envs.atomic import write_json_atomic  # noqa: E402
@@ -111,21 +107,8 @@ from envs.atomic import write_json_atomic  # noqa: E402
 
 
 def _spawn(name: str, argv: list[str], timeout: float) -> dict[str, Any]:
-    fd, path = tempfile.mkstemp(prefix=f"trainer_vs_trl-{name}-", suffix=".json")
-    os.close(fd)
-    cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), *argv, "--worker", name, "--result", path]
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=timeout)
-    try:
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-            raise RuntimeError(f"the {name} worker failed (exit {proc.returncode}):\n{tail}")
-        result = json.loads(pathlib.Path(path).read_text())
-    finally:
-        pathlib.Path(path).unlink(missing_ok=True)
-    result["process_s"] = time.perf_counter() - t0
-    return result
+    return run_worker(str(pathlib.Path(__file__).resolve()), [*argv, "--worker", name], f"trainer_vs_trl-{name}",
+                      timeout, str(ROOT))
 
 
 def _merge(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -68,10 +68,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import pathlib
-import subprocess
 import sys
 import tempfile
 import time
@@ -82,7 +80,7 @@ for _path in (str(ROOT), str(pathlib.Path(__file__).resolve().parent)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from measure import PeakMemory, Timers, cuda_available, cuda_sync  # noqa: E402
+from measure import PeakMemory, Timers, cuda_available, cuda_sync, run_worker  # noqa: E402
 
 SETTINGS = {"single": "TopBlockXOnly-v0", "retry": "TopBlockXOnly-Retry-v0"}
 TRAINERS = {"ours": "this trainer", "trl": "TRL GRPOTrainer"}
@@ -433,22 +431,8 @@ def worker(args) -> None:
 
 
 def _spawn(trainer: str, setting: str, argv: list[str], timeout: float) -> dict[str, Any]:
-    fd, path = tempfile.mkstemp(prefix=f"trl_multiturn-{trainer}-{setting}-", suffix=".json")
-    os.close(fd)
-    cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), *argv, "--worker", trainer, "--setting", setting,
-           "--result", path]
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1", TRL_EXPERIMENTAL_SILENCE="1")
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=timeout)
-    try:
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-            raise RuntimeError(f"the {trainer} {setting} worker failed (exit {proc.returncode}):\n{tail}")
-        result = json.loads(pathlib.Path(path).read_text())
-    finally:
-        pathlib.Path(path).unlink(missing_ok=True)
-    result["process_s"] = time.perf_counter() - t0
-    return result
+    return run_worker(str(pathlib.Path(__file__).resolve()), [*argv, "--worker", trainer, "--setting", setting],
+                      f"trl_multiturn-{trainer}-{setting}", timeout, str(ROOT), TRL_EXPERIMENTAL_SILENCE="1")
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:

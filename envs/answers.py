@@ -7,6 +7,9 @@ The answer is the content of the last complete ``<answer>...</answer>`` block
 Answer formats (DESIGN.md section 2):
 
 * ``binary``: ``Yes`` or ``No`` (any case, one optional trailing ``.`` or ``!``).
+* ``true_false`` (``ShapeStacksStability-v0``): ``True`` or ``False``, read like ``binary``.
+  :data:`BINARY_LABELS` gives each two-answer format's answers, the first asserting what
+  the task's ``yes_means`` says (:mod:`envs.worlds`).
 * ``x``: one integer (optional sign, decimal digits only: ``35.0`` and ``1e3``
   are not integers) in ``[-600, 600]``.
 * ``xy``: two integers separated by a comma and/or whitespace: x in
@@ -28,10 +31,13 @@ from typing import Any, Literal
 __all__ = [
     "AnswerFormat", "ParsedAnswer", "parse_answer", "extract_answer", "sample_legal_answer",
     "X_RANGE", "UP_RANGE", "ANSWER_FORMATS", "MAX_COMPLETION_CHARS", "completion_space",
+    "BINARY_LABELS", "is_binary",
 ]
 
-AnswerFormat = Literal["binary", "x", "xy", "colour_x"]
-ANSWER_FORMATS = ("binary", "x", "xy", "colour_x")
+AnswerFormat = Literal["binary", "true_false", "x", "xy", "colour_x"]
+ANSWER_FORMATS = ("binary", "true_false", "x", "xy", "colour_x")
+# The two-answer formats and their answers, in the order (first, second) that envs.rewards.binary_truth reads.
+BINARY_LABELS: dict[str, tuple[str, str]] = {"binary": ("Yes", "No"), "true_false": ("True", "False")}
 
 X_RANGE = (-600, 600)
 UP_RANGE = (0, 1000)
@@ -46,7 +52,7 @@ _INT = r"[+-]?[0-9]+"
 _X = re.compile(rf"\s*({_INT})\s*")
 _XY = re.compile(rf"\s*({_INT})\s*(?:,\s*|\s+)({_INT})\s*")
 _COLOUR_X = re.compile(rf"\s*([A-Za-z]+)\s*(?:,\s*|\s+)({_INT})\s*")
-_BINARY = re.compile(r"\s*(yes|no)[.!]?\s*", re.IGNORECASE)
+_BINARY = {fmt: re.compile(rf"\s*({a}|{b})[.!]?\s*", re.IGNORECASE) for fmt, (a, b) in BINARY_LABELS.items()}
 # Integers longer than this are out of range whatever their digits; checking the
 # length first keeps int() away from 100k-digit strings (Python caps str->int).
 _MAX_DIGITS = 7
@@ -57,7 +63,7 @@ class ParsedAnswer:
     """The judgement of one answer string.
 
     Attributes:
-        value: ``"Yes"``/``"No"`` (binary), ``int`` (x), ``(x, up)`` ints (xy),
+        value: ``"Yes"``/``"No"`` (binary), ``"True"``/``"False"`` (true_false), ``int`` (x), ``(x, up)`` ints (xy),
             ``(colour, x)`` (colour_x: lower-case str, int), or None when the answer is not legal.
         outcome: None for a legal answer, else ``"unparseable"``,
             ``"out_of_range"`` or ``"below_floor"``.
@@ -81,6 +87,11 @@ def completion_space() -> Any:
     from gymnasium import spaces
 
     return spaces.Text(max_length=MAX_COMPLETION_CHARS, min_length=0, charset=string.printable)
+
+def is_binary(answer_format: str) -> bool:
+    """True for the two-answer formats (:data:`BINARY_LABELS`: ``binary``, ``true_false``)."""
+    return answer_format in BINARY_LABELS
+
 
 def extract_answer(text: str) -> str | None:
     """Content of the last complete ``<answer>...</answer>`` block, or None.
@@ -137,11 +148,12 @@ def parse_answer(text: str, answer_format: AnswerFormat) -> ParsedAnswer:
     content = extract_answer(text)
     if content is None:
         return _unparseable("no complete <answer>...</answer> block")
-    if answer_format == "binary":
-        m = _BINARY.fullmatch(content)
+    if answer_format in BINARY_LABELS:
+        first, second = BINARY_LABELS[answer_format]
+        m = _BINARY[answer_format].fullmatch(content)
         if not m:
-            return _unparseable("answer is not Yes or No")
-        return ParsedAnswer("Yes" if m.group(1).lower() == "yes" else "No")
+            return _unparseable(f"answer is not {first} or {second}")
+        return ParsedAnswer(first if m.group(1).lower() == first.lower() else second)
     if answer_format == "x":
         m = _X.fullmatch(content)
         if not m:
@@ -179,12 +191,13 @@ def sample_legal_answer(answer_format: AnswerFormat, rng, colours: Sequence[str]
         colours: colour_x only: the colours to choose from (default: every colour a
             TowerBuild-v0 cube can have, :data:`envs.scenes.PALETTE` and red).
 
-    Binary: Yes or No with equal probability; x: an integer uniform in
+    Binary (and true_false): either answer with equal probability; x: an integer uniform in
     ``X_RANGE``; xy: x uniform in ``X_RANGE`` and up uniform in ``UP_RANGE``;
     colour_x: a colour uniform in ``colours`` and x uniform in ``X_RANGE``.
     """
-    if answer_format == "binary":
-        return f"<answer>{'Yes' if rng.random() < 0.5 else 'No'}</answer>"
+    if answer_format in BINARY_LABELS:
+        first, second = BINARY_LABELS[answer_format]
+        return f"<answer>{first if rng.random() < 0.5 else second}</answer>"
     if answer_format == "colour_x":
         if not colours:
             from .scenes import PALETTE

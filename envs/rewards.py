@@ -28,7 +28,9 @@ The build rows are DESIGN.md section 7's (``TowerBuild-v0``), ours rather than t
 Binary polarity (:func:`binary_outcome`): what ``Yes`` asserts. The 2026 paper's stability
 prompts ask whether the tower is stable (``yes_means="stable"``); the ICML 2025 Cubeworld
 pre-prompt of ``TowerStability-v0`` asks whether it will fall (``yes_means="falls"``). The
-rewards are the same 1 / 0 / -1 either way.
+rewards are the same 1 / 0 / -1 either way. ``labels`` names a format's two answers
+(``("Yes", "No")``, or ``("True", "False")`` for ``ShapeStacksStability-v0``:
+:data:`envs.answers.BINARY_LABELS`); ``yes_means`` is what the first asserts.
 """
 
 from __future__ import annotations
@@ -63,24 +65,26 @@ YES_MEANS = ("stable", "falls")
 """What a binary task's ``Yes`` asserts about the tower (see the module docstring)."""
 
 
-def binary_truth(stable: bool, yes_means: str = "stable") -> str:
-    """The correct answer, ``"Yes"`` or ``"No"``, for a tower whose simulated verdict is ``stable``.
+def binary_truth(stable: bool, yes_means: str = "stable", labels: tuple[str, str] = ("Yes", "No")) -> str:
+    """The correct answer (``labels[0]``, ``"Yes"``, or ``labels[1]``, ``"No"``) for a tower whose
+    simulated verdict is ``stable``, when the first answer asserts ``yes_means``.
 
     Raises:
         ValueError: ``yes_means`` is not one of :data:`YES_MEANS`.
     """
     if yes_means not in YES_MEANS:
         raise ValueError(f"yes_means must be one of {YES_MEANS}, got {yes_means!r}")
-    return "Yes" if bool(stable) == (yes_means == "stable") else "No"
+    return labels[0] if bool(stable) == (yes_means == "stable") else labels[1]
 
 
-def binary_outcome(answer: str | None, stable: bool, yes_means: str = "stable") -> str:
-    """``correct``, ``incorrect`` or ``unparseable`` (``answer`` None) for a parsed ``"Yes"``/``"No"``.
+def binary_outcome(answer: str | None, stable: bool, yes_means: str = "stable",
+                   labels: tuple[str, str] = ("Yes", "No")) -> str:
+    """``correct``, ``incorrect`` or ``unparseable`` (``answer`` None) for a parsed answer of ``labels``.
 
     Raises:
         ValueError: ``yes_means`` is not one of :data:`YES_MEANS`.
     """
-    truth = binary_truth(stable, yes_means)
+    truth = binary_truth(stable, yes_means, labels)
     if answer is None:
         return "unparseable"
     return "correct" if answer == truth else "incorrect"

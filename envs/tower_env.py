@@ -11,10 +11,8 @@ import numpy as np
 from gymnasium import spaces
 
 from . import build as build_lib
-from . import scenes as scene_lib
-from . import stability_towers
-from .answers import completion_space, parse_answer
-from .physics import Verdict, World
+from .answers import BINARY_LABELS, completion_space, is_binary, parse_answer
+from .physics import Verdict
 from .prompts import prompt_for, reasoning_variant, tower_build_prompt
 from .protocols import SUCCESS_DISTANCE, EpisodeProtocol, check_protocol, history_space
 from .rewards import (
@@ -26,6 +24,7 @@ from .rewards import (
     placement_reward,
 )
 from .scenes import Scene
+from .worlds import FAMILY_SPECS, WORLD_KWARGS, WORLD_TASKS, YES_MEANS
 
 __all__ = ["TowerEnv", "TASKS", "ALL_TASKS", "YES_MEANS"]
 
@@ -37,20 +36,16 @@ TASKS: dict[str, tuple[str, str, tuple[int, int]]] = {
     "side_block_x_only": ("side_block", "x", (1, 3)),
     "side_block_xy": ("side_block", "xy", (1, 3)),
 }
-# Every task a TowerEnv takes: the paper's, TowerBuild-v0 (ours) and the worlds of DESIGN.md section 8.
+# Every task a TowerEnv takes: the paper's, TowerBuild-v0 (ours) and the worlds of DESIGN.md section 8
+# (envs.worlds, which also holds YES_MEANS: what the first answer of each binary task asserts).
 ALL_TASKS: dict[str, tuple[str, str, tuple[int, int]]] = {
-    **TASKS, "tower_build": ("build", "colour_x", (2, 4)),
-    "tower_stability": (stability_towers.FAMILY, "binary", stability_towers.N_BLOCKS_LIMITS),
+    **TASKS, "tower_build": ("build", "colour_x", (2, 4)), **WORLD_TASKS,
 }
-# What Yes asserts in each binary task (envs.rewards.YES_MEANS): the ICML 2025 pre-prompt asks "Will it fall?".
-YES_MEANS = {"top_block_stability": "stable", "tower_stability": "falls"}
 
 # Block edges: resting cubes of a simulated state interpenetrate by up to ~1e-4 (measured: 2e-5 per
 # contact); placements on such a state treat that as touching, not as overlap.
 SETTLED_CONTACT_TOL = 1e-3
 
-_GENERATORS = {"top_block": scene_lib.top_block, "side_block": scene_lib.side_block,
-               "build": scene_lib.tower_build, stability_towers.FAMILY: stability_towers.stability_tower}
 
 
 class TowerEnv(gym.Env):
@@ -105,15 +100,13 @@ class TowerEnv(gym.Env):
 
     ## Rewards
 
-    See :mod:`envs.rewards`: binary 1 / 0 / -1 (correct is ``Yes`` on a stable tower, but in
-    ``tower_stability`` on one that falls); x-only 20 exp(-d^2) if the tower
-    stands, 2 exp(-d^2) - 2 if anything falls, -5 for unparseable or
-    out-of-range answers; x-y adds -4 below the floor and 2 exp(-d^2) - 4 inside
-    the tower. ``d``: block edges between the moved cube (as answered) and the
-    centred position on top of the tower. Build: the gain in stable tower height
-    (cubes), -1 for a collapse, -5 for an unparseable answer, an x out of range or
-    an unknown colour. Every turn of a multi-step episode earns the reward of its
-    answer on the state it acts on, exactly as a single step would.
+    The table of :mod:`envs.rewards`: binary 1 / 0 / -1 (which answer is correct:
+    :data:`envs.worlds.YES_MEANS`); x-only 20 exp(-d^2) if the tower stands, 2 exp(-d^2) - 2
+    if anything falls, -5 for unparseable or out-of-range answers; x-y adds -4 below the
+    floor and 2 exp(-d^2) - 4 inside the tower (``d``: block edges between the moved cube, as
+    answered, and the centred position on top of the tower). Build: the gain in stable tower
+    height (cubes), -1 for a collapse, -5 for an illegal answer or an unknown colour. Every
+    turn of a multi-step episode earns the reward of its answer on the state it acts on.
 
     ## Episode End
 
@@ -138,13 +131,11 @@ class TowerEnv(gym.Env):
     simulated) and ``sim_steps``. Multi-step, after ``reset`` and every ``step``:
     ``interaction``, ``max_turns``, ``attempt`` (turns answered, 1-based; 0 after
     reset), ``success``, ``scene_now`` (the state the next turn acts on); build adds
-    ``movable_colours`` and, after a step, ``tower_height`` and ``gain``. ``tower_stability``
-    adds, from reset on: ``yes_means`` (``"falls"``), ``falls`` (the simulated verdict, ``not
-    stable_initially``), ``sizes``, ``rotations`` (degrees about the vertical), ``offsets``
-    (each cube's ``[dx, dy]`` from the one below), ``com_margin`` (signed centre-of-mass rule
-    margin) and ``difficulty`` (its absolute value); block edges
-    (:func:`envs.stability_towers.tower_info`). There ``offset`` is the top cube's x offset
-    from the cube below.
+    ``movable_colours`` and, after a step, ``tower_height`` and ``gain``. The worlds of DESIGN.md
+    section 8 add ``yes_means`` and ``falls`` (the question's simulated truth: the tower, or for a
+    counterfactual the rest of it, falls) and their own keys (:mod:`envs.worlds`;
+    ``tower_stability``: :func:`envs.stability_towers.tower_info`, where ``offset`` is the top
+    cube's x offset from the cube below).
 
     ## Arguments
 
@@ -163,6 +154,9 @@ class TowerEnv(gym.Env):
     * ``feedback``: ``"outcome"`` (default), ``"image"`` or ``"none"``.
     * ``success_distance``: block edges from the optimum that count as success (0.25).
     * ``sizes``: build only, ``(min, max)`` edge of the coloured cubes (default ``(1, 1)``).
+    * ``rows`` (pyramids), ``height`` (ShapeStacks stacks), ``difficulty``: the world kwargs of
+      DESIGN.md section 8; each task takes the ones :data:`envs.worlds.FAMILY_SPECS` lists, and
+      any other given raises ValueError.
 
     ## Version History
 
@@ -186,6 +180,9 @@ class TowerEnv(gym.Env):
         feedback: str = "outcome",
         success_distance: float = SUCCESS_DISTANCE,
         sizes: tuple[float, float] | None = None,
+        rows: tuple[int, int] | None = None,
+        height: tuple[int, int] | None = None,
+        difficulty: str | None = None,
     ) -> None:
         if task not in ALL_TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {sorted(ALL_TASKS)}")
@@ -199,12 +196,19 @@ class TowerEnv(gym.Env):
                                                           feedback, success_distance)
         self.feedback = feedback
         self.yes_means = YES_MEANS.get(task)
-        self.n_blocks = _block_range(n_blocks) if n_blocks is not None else default_blocks
-        if sizes is not None and self.family != "build":
-            raise ValueError(f"sizes applies to TowerBuild-v0 (task 'tower_build') only, not {task!r}")
-        self._generator_kwargs = {"sizes": tuple(sizes)} if sizes is not None else {}
+        self._spec = FAMILY_SPECS[self.family]
+        given = dict(zip(WORLD_KWARGS, (n_blocks, rows, height, sizes, difficulty)))
+        accepted = (self._spec.range_kwarg, *self._spec.kwargs)
+        for name, value in given.items():
+            if value is not None and name not in accepted:
+                raise ValueError(f"{name}={value!r} does not apply to task {task!r}, which takes "
+                                 f"{' and '.join(accepted)}")
+        block_range = given[self._spec.range_kwarg]
+        self.n_blocks = _block_range(block_range) if block_range is not None else default_blocks
+        self._generator_kwargs = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in given.items() if k in self._spec.kwargs and v is not None}
         # Fail now, not at the first reset, on a bad range.
-        _GENERATORS[self.family](np.random.default_rng(0), self.n_blocks, **self._generator_kwargs)
+        self._spec.generate(np.random.default_rng(0), self.n_blocks, **self._generator_kwargs)
         self.render_mode = render_mode
         self.image_size = image_size
         self.reasoning = reasoning
@@ -221,11 +225,13 @@ class TowerEnv(gym.Env):
             self._protocol = EpisodeProtocol(self.interaction, self.max_turns, feedback, success_distance)
         self.observation_space = spaces.Dict(obs_spaces)
         self.action_space = completion_space()
-        self._world = stability_towers.StabilityWorld() if self.family == stability_towers.FAMILY else World()
+        self._world = self._spec.make_world()
         self._start: Scene | None = None  # the episode's initial scene
         self._scene: Scene | None = None  # the state the next answer acts on
         self._obs: dict[str, Any] | None = None
         self._initial: Verdict | None = None
+        # The binary question's truth (envs.worlds.FamilySpec.question) and the keys it adds to info.
+        self._question: tuple[bool, dict[str, Any]] = (True, {})
         self._done = True
         # After an answer: (scene that render() shows, simulate it to rest first?); None before.
         self._result: tuple[Scene, bool] | None = None
@@ -250,12 +256,13 @@ class TowerEnv(gym.Env):
                     f"options['scene'] is a {scene.family!r} scene; {self.task!r} needs {self.family!r}"
                 )
         else:
-            scene = _GENERATORS[self.family](self.np_random, self.n_blocks, **self._generator_kwargs)
+            scene = self._spec.generate(self.np_random, self.n_blocks, **self._generator_kwargs)
         self._start = self._scene = scene
         self._world.load(scene)
         image = self._world.render(self.image_size, self.image_size)
         initial = self._world.settle()
         self._initial = initial
+        self._question = self._spec.question(self._world, scene, initial)
         self._done = False
         prompt = self.prompt
         if self.family == "build" and self._prompt_override is None:
@@ -307,7 +314,7 @@ class TowerEnv(gym.Env):
         info.update(parsed_action=parsed.value, parse_error=parsed.error, distance=None,
                     stable_after=None, sim_steps=0)
         self._result, self._result_loaded, self._result_settled = (self._scene, True), False, False
-        if self.answer_format == "binary":
+        if is_binary(self.answer_format):
             reward, outcome = self._judge_binary(parsed.value)
         elif not parsed.legal:
             reward, outcome = ILLEGAL_REWARD[parsed.outcome], parsed.outcome
@@ -395,7 +402,7 @@ class TowerEnv(gym.Env):
 
     # -- judging ---------------------------------------------------------
     def _judge_binary(self, value: str | None) -> tuple[float, str]:
-        outcome = binary_outcome(value, self._initial.stable, self.yes_means)
+        outcome = binary_outcome(value, self._question[0], self.yes_means, BINARY_LABELS[self.answer_format])
         return binary_reward(outcome), outcome
 
     def _simulate(self, scene: Scene) -> Verdict:
@@ -466,13 +473,16 @@ class TowerEnv(gym.Env):
             "stable_initially": self._initial.stable,
             "optimal_action": self._optimal_action(self.state, self._initial),
         }
-        if self.family == stability_towers.FAMILY:
-            info.update(yes_means=self.yes_means, falls=not self._initial.stable, **stability_towers.tower_info(start))
+        if self.task in WORLD_TASKS:
+            info.update(yes_means=self.yes_means, falls=not self._question[0], **self._question[1])
+        if self._spec.info is not None:
+            info.update(self._spec.info(start))
         return info
 
     def _optimal_action(self, scene: Scene, initial: Verdict) -> str:
-        if self.answer_format == "binary":
-            return f"<answer>{binary_truth(initial.stable, self.yes_means)}</answer>"
+        if is_binary(self.answer_format):
+            truth = binary_truth(self._question[0], self.yes_means, BINARY_LABELS[self.answer_format])
+            return f"<answer>{truth}</answer>"
         if self.answer_format == "colour_x":
             return build_lib.optimal_answer(scene)
         dx = int(np.clip(round(-scene.offset * 100), -600, 600))

@@ -67,7 +67,7 @@ def test_bad_protocol_kwargs_name_the_value(kwargs, match):
     ("TopBlockXOnly-v0", {"interaction": "retry", "max_attempts": 0}, "max_attempts must be an int >= 1"),
     ("SideBlockXY-v0", {"interaction": "retry", "success_distance": -1}, "success_distance"),
     ("TowerBuild-v0", {"interaction": "retry"}, "does not apply"),
-    ("SideBlockXY-v0", {"sizes": (0.8, 1.0)}, "sizes applies to TowerBuild-v0"),
+    ("SideBlockXY-v0", {"sizes": (0.8, 1.0)}, "sizes=.* does not apply to task .side_block_xy."),
     ("TowerBuild-v0", {"sizes": (0.2, 1.0)}, "sizes must satisfy"),
 ])
 def test_bad_protocol_kwargs_on_ids(env_id, kwargs, match):

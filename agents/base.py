@@ -15,10 +15,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from envs.prompts import LERER, PROMPTS, TOWER_BUILD, reasoning_variant
+from envs.answers import ANSWER_FORMATS
+from envs.prompts import LERER, PROMPTS, TOWER_BUILD, WORLD_PROMPTS, reasoning_variant
 from envs.tower_env import ALL_TASKS as TASKS
+from envs.worlds import polarity
 
-__all__ = ["Agent", "Observation", "task_of", "decoding_of"]
+__all__ = ["Agent", "Observation", "task_of", "task_name_of", "polarity_of", "decoding_of"]
+
+# Every task's first-turn prompt, the paper's and the worlds', for recognising a task without info.
+_ALL_PROMPTS = {**PROMPTS, **WORLD_PROMPTS}
 
 Observation = Mapping[str, Any]
 
@@ -42,20 +47,52 @@ class Agent(Protocol):
 def task_of(observation: Mapping[str, Any]) -> tuple[str, str | None]:
     """``(answer_format, scene family or None)`` from ``info`` if present, else from the prompt text
     (of the first turn, in a multi-step episode: later turns' prompts do not restate the task)."""
+    task, fmt = _task_and_format(observation)
+    family = TASKS[task][0] if task in TASKS else ("side_block" if "red block" in _first_prompt(observation).lower()
+                                                   else None)
+    return fmt, family
+
+
+def task_name_of(observation: Mapping[str, Any]) -> str | None:
+    """The task (a key of :data:`envs.tower_env.ALL_TASKS`) from ``info`` or the first prompt; None if unknown."""
+    return _task_and_format(observation)[0]
+
+
+def polarity_of(observation: Mapping[str, Any]) -> tuple[tuple[str, str], str]:
+    """``(labels, yes_means)`` of a binary observation's task (:func:`envs.worlds.polarity`): e.g.
+    ``(("Yes", "No"), "falls")`` for ``TowerStability-v0``, recognised from ``info`` or the prompt."""
+    task, fmt = _task_and_format(observation)
+    if task is None and fmt == "true_false":
+        return ("True", "False"), "stable"
+    return polarity(task)
+
+
+def _reasoning_or_none(prompt: str) -> str | None:
+    try:
+        return reasoning_variant(prompt)
+    except ValueError:  # a prompt without the closing sentence has no reasoning variant
+        return None
+
+
+def _first_prompt(observation: Mapping[str, Any]) -> str:
+    history = observation.get("history") or ()
+    first = history[0] if history and isinstance(history[0], Mapping) else observation
+    prompt = first.get("prompt")
+    return prompt if isinstance(prompt, str) else ""
+
+
+def _task_and_format(observation: Mapping[str, Any]) -> tuple[str | None, str]:
     info = observation.get("info")
     info = info if isinstance(info, Mapping) else {}
     task = info.get("task")
     fmt = info.get("answer_format")
-    history = observation.get("history") or ()
-    first = history[0] if history and isinstance(history[0], Mapping) else observation
-    prompt = first.get("prompt")
-    prompt = prompt if isinstance(prompt, str) else ""
+    prompt = _first_prompt(observation)
     if task not in TASKS:
-        task = next((t for t, text in PROMPTS.items()
-                     if prompt.startswith(text) or prompt.startswith(reasoning_variant(text))), None)
+        task = next((t for t, text in _ALL_PROMPTS.items()
+                     if prompt.startswith(text) or prompt.startswith(_reasoning_or_none(text) or text)), None)
     if task not in TASKS and prompt.startswith(TOWER_BUILD.partition("{colours}")[0]):
         task = "tower_build"
-    if fmt not in ("binary", "x", "xy", "colour_x"):
+    if fmt not in ANSWER_FORMATS:
         if task in TASKS:
             fmt = TASKS[task][1]
         elif prompt.startswith(LERER):
@@ -63,9 +100,9 @@ def task_of(observation: Mapping[str, Any]) -> tuple[str, str | None]:
         else:  # an unknown wording: guess the format from what it asks for
             low = prompt.lower()
             fmt = ("xy" if ("two integers" in low or "two values" in low)
-                   else "x" if ("one integer" in low or "an integer" in low) else "binary")
-    family = TASKS[task][0] if task in TASKS else ("side_block" if "red block" in prompt.lower() else None)
-    return fmt, family
+                   else "x" if ("one integer" in low or "an integer" in low)
+                   else "true_false" if ("true" in low and "false" in low) else "binary")
+    return (task if task in TASKS else None), fmt
 
 
 def decoding_of(agent: Any) -> dict[str, Any] | None:

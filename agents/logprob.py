@@ -23,6 +23,15 @@ ignored). ``act`` answers the more probable of the two (``Yes`` on a tie), so
 :func:`evaluation.evaluate`, the generalisation matrix and real-photo evaluation
 use it like any agent.
 
+Polarity and wording (:func:`agents.base.polarity_of`): the scored answers are the task's
+two labels, ``Yes`` / ``No`` or ``True`` / ``False`` (``ShapeStacksStability-v0``), first
+label first; "P(Yes)" is always the first label's probability, whatever it asserts (on
+``TowerStability-v0`` Yes means the tower falls). Where the task's prompt is a study's
+pre-prompt plus our request for the tags (:data:`envs.prompts.PRE_PROMPTS`: the ICML 2025
+towers), the judge scores as that study did: the pre-prompt alone as the prompt, and the bare
+answers ``"Yes" + end_token`` / ``"No" + end_token`` (no tags, which the pre-prompt never asks
+for). ``act`` still answers in tags, so the environment parses it.
+
     >>> judge = LogProbJudge.from_pretrained("tiny-base")
     >>> judge.probabilities(observations)      # (n,) float64, P(Yes)
     >>> judge.act(observations)                # ["<answer>Yes</answer>", ...]
@@ -36,7 +45,9 @@ from typing import Any
 
 import numpy as np
 
-from .base import task_of
+from envs.prompts import PRE_PROMPTS, WORLD_PROMPTS
+
+from .base import polarity_of, task_name_of, task_of
 
 __all__ = ["LogProbJudge", "YES_ANSWER", "NO_ANSWER"]
 
@@ -74,10 +85,32 @@ class LogProbJudge:
                 raise ValueError(f"end_token {end_token!r} is not a token of this model's tokenizer; pass its "
                                  "end-of-turn token or end_token=None to score the answers alone")
             suffix = [int(end_id)]
-        # answer text -> the token ids scored for it
-        self.completion_ids: dict[str, list[int]] = {
-            a: list(tok.encode(a, add_special_tokens=False)) + suffix for a in self.answers
-        }
+        self._suffix = suffix
+        # answer text -> the token ids scored for it (the 2026 paper's two; other labels are added when met)
+        self.completion_ids: dict[str, list[int]] = {}
+        for a in self.answers:
+            self._ids(a)
+
+    def _ids(self, text: str) -> list[int]:
+        if text not in self.completion_ids:
+            tok = self.agent.processor.tokenizer
+            self.completion_ids[text] = list(tok.encode(text, add_special_tokens=False)) + self._suffix
+        return self.completion_ids[text]
+
+    def scoring_plan(self, observation: Mapping[str, Any]) -> tuple[Mapping[str, Any], tuple[str, str], tuple[str, str]]:
+        """What is scored for one binary observation: ``(scored observation, (first, second) scored
+        texts, (first, second) answers act gives)``; see the module docstring.
+
+        Raises:
+            ValueError: the observation is not of a binary task.
+        """
+        self._check_binary([observation])
+        labels, _ = polarity_of(observation)
+        answers = (f"<answer>{labels[0]}</answer>", f"<answer>{labels[1]}</answer>")
+        task = task_name_of(observation)
+        if task in PRE_PROMPTS and observation.get("prompt") == WORLD_PROMPTS[task]:
+            return {**observation, "prompt": PRE_PROMPTS[task]}, labels, answers
+        return observation, answers, answers
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = "tiny-base", adapter: str | os.PathLike | None = None,
@@ -91,26 +124,27 @@ class LogProbJudge:
     def decoding_record(self) -> dict[str, Any]:
         """The ``"decoding"`` of results: no sampling, the more probable of the two scored answers."""
         return {"greedy": True, "method": "log-probability judgement",
-                "scored": {a: self.agent.processor.tokenizer.decode(ids) for a, ids in self.completion_ids.items()}}
+                "scored": {a: self.agent.processor.tokenizer.decode(ids) for a, ids in self.completion_ids.items()},
+                "pre_prompt_tasks": sorted(PRE_PROMPTS)}
 
     def _check_binary(self, observations: Sequence[Mapping[str, Any]]) -> None:
         for i, obs in enumerate(observations):
             fmt, _ = task_of(obs)
-            if fmt != "binary":
+            if fmt not in ("binary", "true_false"):
                 info = obs.get("info") if isinstance(obs.get("info"), Mapping) else {}
                 task = (f"task {info['task']!r}" if info.get("task")
                         else f"with prompt {str(obs.get('prompt', ''))[:60] + '...'!r}")
                 raise ValueError(
-                    f"LogProbJudge scores Yes/No answers only; observation {i} ({task}) has answer "
-                    f"format {fmt!r}. Use it on binary tasks (TopBlockStability-v0, RealTowerStability-v0) "
-                    "and a sampling agent (vlm:MODEL) elsewhere")
+                    f"LogProbJudge scores two-answer tasks only (Yes/No, True/False); observation {i} ({task}) "
+                    f"has answer format {fmt!r}. Use it on binary tasks (TopBlockStability-v0, "
+                    "RealTowerStability-v0, TowerStability-v0, ...) and a sampling agent (vlm:MODEL) elsewhere")
 
     def log_probabilities(self, observations: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Summed teacher-forced log-probabilities of the scored Yes and No completions.
+        """Summed teacher-forced log-probabilities of the two scored completions (:meth:`scoring_plan`).
 
         Returns:
-            float64 array of shape ``(len(observations), 2)``: column 0 ``log p(Yes)``, column 1
-            ``log p(No)`` (natural log, each the sum over its completion's tokens, <= 0).
+            float64 array of shape ``(len(observations), 2)``: column 0 ``log p(Yes)`` (the first
+            label), column 1 ``log p(No)`` (natural log, each the sum over its completion's tokens, <= 0).
 
         Raises:
             ValueError: an observation is not of a binary (Yes/No) task.
@@ -120,16 +154,16 @@ class LogProbJudge:
 
         self._check_binary(observations)
         out = np.zeros((len(observations), 2), dtype=np.float64)
-        ids = [self.completion_ids[a] for a in self.answers]
+        plans = [self.scoring_plan(obs) for obs in observations]
         for start in range(0, len(observations), self.batch_size):
-            chunk = observations[start:start + self.batch_size]
+            chunk = plans[start:start + self.batch_size]
             # Each observation twice in a row (the same object): completion_logprobs runs its prompt once.
-            repeated = [obs for obs in chunk for _ in ids]
-            completions = [c for _ in chunk for c in ids]
+            repeated = [scored for scored, _, _ in chunk for _ in range(2)]
+            completions = [self._ids(text) for _, texts, _ in chunk for text in texts]
             with torch.no_grad():
                 logps = self.agent.completion_logprobs(repeated, completions)
             sums = np.array([float(lp.double().sum()) for lp in logps], dtype=np.float64)
-            out[start:start + len(chunk)] = sums.reshape(len(chunk), len(ids))
+            out[start:start + len(chunk)] = sums.reshape(len(chunk), 2)
         return out
 
     def probabilities(self, observations: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -153,7 +187,8 @@ class LogProbJudge:
         if logp.size == 0:
             return [], np.zeros(0, dtype=np.float64)
         p_yes = np.exp(logp[:, 0] - np.logaddexp(logp[:, 0], logp[:, 1]))
-        return [self.answers[int(i)] for i in np.argmax(logp, axis=1)], p_yes
+        answers = [self.scoring_plan(obs)[2] for obs in observations]
+        return [a[int(i)] for a, i in zip(answers, np.argmax(logp, axis=1))], p_yes
 
     def act(self, observations: Sequence[Mapping[str, Any]]) -> list[str]:
         """The more probable answer per observation: ``"<answer>Yes</answer>"`` when

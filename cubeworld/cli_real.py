@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from .cli_decoding import add_decoding_arguments
+from .cli_matrix import env_kwargs_arg
 
 
 def _eval_real(args: argparse.Namespace) -> int:
@@ -57,10 +58,12 @@ def _bias(args: argparse.Namespace) -> int:
     from evaluation.real import bias_scores
 
     from .cli_decoding import decoding_from_args
+    from .cli_matrix import check_env_kwargs
 
+    check_env_kwargs([args.env], args.env_kwargs)
     agent = load_agent(args.agent, seed=args.seed, sampling=decoding_from_args(args))
     result = evaluate(agent, args.env, n_episodes=args.episodes, seed=args.seed, batch_size=args.batch_size,
-                      progress=not args.quiet)
+                      progress=not args.quiet, env_kwargs=args.env_kwargs)
     result.agent = args.agent
     report = bias_scores(result)
     print(report.summary())
@@ -96,14 +99,19 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
 
     bi = subparsers.add_parser(
         "bias",
-        help="T_pref bias score of an agent on TopBlockStability-v0, by blocks and difficulty",
-        description="Evaluate an agent on seeded TopBlockStability-v0 episodes and print T_pref = "
-        "tanh((recall - specificity) / specificity) with positive class 'stable', overall, by number of "
-        "blocks and by difficulty d = ||offset| - 0.5| (block edges from the tipping threshold).",
+        help="T_pref bias score of an agent on a binary env (TopBlockStability-v0, TowerStability-v0, ...), "
+        "by blocks and difficulty",
+        description="Evaluate an agent on seeded episodes of a binary env and print T_pref = "
+        "tanh((recall - specificity) / specificity) with positive class 'stable' (whatever the question's "
+        "wording: on TowerStability-v0 'No' means stable), overall, by number of blocks, by difficulty (block "
+        "edges from the threshold: ||offset| - 0.5| on TopBlockStability-v0, |com_margin| on the worlds) and, "
+        "where the world has them, by difficulty level (ShapeStacks easy / hard).",
     )
     bi.add_argument("--agent", required=True,
                     help="agent spec, e.g. perceive, random, vlm:tiny, vlm:tiny-base+adapter=ADAPTER_DIR")
     bi.add_argument("--env", default="TopBlockStability-v0", help="a binary env id (default: TopBlockStability-v0)")
+    bi.add_argument("--env-kwargs", type=env_kwargs_arg, default=None, metavar="JSON",
+                    help="gym.make keyword arguments as JSON, e.g. a split: '{\"n_blocks\": [5, 7]}'")
     bi.add_argument("-n", "--episodes", type=int, default=200, help="episodes (default: 200)")
     bi.add_argument("--seed", type=int, default=0, help="first episode seed and agent seed (default: 0)")
     bi.add_argument("--out", default=None, metavar="FILE.json", help="write the scores as JSON here")

@@ -33,7 +33,7 @@ prompts themselves do not say so; the papers' do not either).
 
 from __future__ import annotations
 
-__all__ = ["PROMPTS", "WORLD_PROMPTS", "TOWER_STABILITY", "TOWER_STABILITY_PRE_PROMPT", "REASONING", "LERER",
+__all__ = ["PROMPTS", "WORLD_PROMPTS", "PRE_PROMPTS", "TOWER_STABILITY", "TOWER_STABILITY_PRE_PROMPT", "REASONING", "LERER",
            "prompt_for", "reasoning_variant", "PAPER_REASONING_TASKS",
            "TOWER_BUILD", "tower_build_prompt", "feedback_sentence", "NEXT_TURN", "next_turn_prompt"]
 
@@ -107,6 +107,9 @@ PROMPTS: dict[str, str] = {
 # The tasks of DESIGN.md section 8's worlds. Apart from PROMPTS, which code that loops over the
 # paper's four tasks reads (the tiny model's tokenizer and format training among it).
 WORLD_PROMPTS: dict[str, str] = {"tower_stability": TOWER_STABILITY}
+# World task -> the study's pre-prompt, which its WORLD_PROMPTS entry extends by our request for the
+# tags: the log-probability judge (agents.logprob) scores the bare answers after the pre-prompt alone.
+PRE_PROMPTS: dict[str, str] = {"tower_stability": TOWER_STABILITY_PRE_PROMPT}
 
 # Tasks whose reasoning variant the paper gives; the others' are ours (same construction).
 PAPER_REASONING_TASKS = frozenset({"top_block_x_only"})

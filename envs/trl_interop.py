@@ -69,13 +69,16 @@ _INSTALL_HINT = "pip install 'cubeworld[trl]'"
 
 
 def _check_env_id(env_id: str) -> str:
-    """``env_id`` without an ``envs:`` prefix, when it is one of :data:`envs.ENV_IDS`.
+    """``env_id`` without an ``envs:`` prefix, when it is single-step: one of :data:`envs.ENV_IDS` or
+    :data:`envs.WORLD_ENV_IDS`.
 
     Raises:
         ValueError: another id (with the closest known ones, and why the real-photo id is not one).
     """
-    from . import ENV_IDS, MULTI_STEP_ENV_IDS, REAL_ENV_IDS  # here: envs/__init__ imports this module
+    from . import ENV_IDS as PAPER_IDS  # here: envs/__init__ imports this module
+    from . import MULTI_STEP_ENV_IDS, REAL_ENV_IDS, WORLD_ENV_IDS
 
+    ENV_IDS = PAPER_IDS + WORLD_ENV_IDS
     name = _bare(env_id)
     if name in ENV_IDS:
         return name
@@ -264,7 +267,7 @@ def reward_function(env_id: str, **env_kwargs: Any) -> Callable[..., list[float 
     and an ``<name>/outcome`` completions-table column (``log_extra``).
 
     Args:
-        env_id: one of :data:`envs.ENV_IDS` (an ``envs:`` prefix is accepted).
+        env_id: one of :data:`envs.ENV_IDS` or :data:`envs.WORLD_ENV_IDS` (an ``envs:`` prefix is accepted).
         **env_kwargs: passed to ``gym.make`` (e.g. ``reasoning=True``); they do not change
             the reward of a given scene and answer.
 
@@ -298,7 +301,7 @@ def export_dataset(env_id: str, n: int, seed: int, out_dir: str | os.PathLike, *
     leaves a partial dataset there. Read it back with ``datasets.load_from_disk(out_dir)``.
 
     Args:
-        env_id: one of :data:`envs.ENV_IDS`.
+        env_id: one of :data:`envs.ENV_IDS` or :data:`envs.WORLD_ENV_IDS`.
         n: rows, >= 1.
         seed: first seed, >= 0.
         out_dir: a folder that does not exist yet (or is empty); its parents are created.

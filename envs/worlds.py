@@ -21,10 +21,11 @@ from typing import Any
 
 from . import scenes as scene_lib
 from . import stability_towers
+from .answers import BINARY_LABELS
 from .physics import Verdict, World
 from .scenes import Scene
 
-__all__ = ["FamilySpec", "FAMILY_SPECS", "WORLD_TASKS", "YES_MEANS", "WORLD_KWARGS"]
+__all__ = ["FamilySpec", "FAMILY_SPECS", "WORLD_TASKS", "YES_MEANS", "WORLD_KWARGS", "polarity", "env_polarity"]
 
 Question = Callable[[World, Scene, Verdict], tuple[bool, dict[str, Any]]]
 
@@ -75,3 +76,26 @@ WORLD_TASKS: dict[str, tuple[str, str, tuple[int, int]]] = {
 YES_MEANS: dict[str, str] = {"top_block_stability": "stable", "tower_stability": "falls"}
 # Every world kwarg an env takes (None: not given). The range kwargs are the families' range_kwarg.
 WORLD_KWARGS = ("n_blocks", "rows", "height", "sizes", "difficulty")
+
+
+def polarity(task: str | None) -> tuple[tuple[str, str], str]:
+    """``(labels, yes_means)`` of a binary task: its two answers and what the first asserts.
+
+    ``task`` is ``info["task"]`` (or a registered id's ``task`` kwarg); any task that is not a
+    world of :data:`WORLD_TASKS` (``top_block_stability``, ``real_tower_stability``, None) is
+    the 2026 paper's ``(("Yes", "No"), "stable")``.
+    """
+    fmt = WORLD_TASKS[task][1] if task in WORLD_TASKS else "binary"
+    return BINARY_LABELS.get(fmt, BINARY_LABELS["binary"]), YES_MEANS.get(task, "stable")
+
+
+def env_polarity(env_id: str) -> tuple[tuple[str, str], str]:
+    """:func:`polarity` of a registered id's task (ids without a ``task`` kwarg, such as the real
+    photos, or not registered: the 2026 paper's ``(("Yes", "No"), "stable")``)."""
+    import gymnasium as gym
+
+    try:
+        task = gym.spec(env_id).kwargs.get("task")
+    except gym.error.Error:
+        task = None
+    return polarity(task)

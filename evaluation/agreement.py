@@ -5,7 +5,8 @@ Coding used by every function here (the coding of ``labels.csv`` and
 ``No``), **0.0 = "stable"** (answer ``Yes``), ``nan`` = no verdict (an illegal
 answer, or a participant who did not see the photo). Arrays are float64 of
 shape ``(n_photos,)`` for one rater and ``(n_photos, n_participants)`` for the
-participants. :func:`verdicts` turns answers into this coding.
+participants. :func:`verdicts` turns answers into this coding, in either polarity (the
+ICML 2025 pre-prompts ask "will it fall?", so there ``Yes`` is 1.0: :func:`envs.worlds.polarity`).
 
 Sources:
 
@@ -40,13 +41,17 @@ __all__ = [
     "verdicts", "cohen_kappa", "kappa_vs_participants", "mean_kappa_vs_participants",
     "mean_kappa_bootstrap_ci", "mean_pairwise_kappa", "human_accuracy", "accuracy_with_ci",
     "accuracy_by_group", "t_pref", "BiasScore", "bias_score", "bias_by_group",
-    "offset_difficulty", "difficulty_bins", "DIFFICULTY_EDGES", "STABILITY_THRESHOLD",
+    "offset_difficulty", "difficulty_bins", "DIFFICULTY_EDGES", "WORLD_DIFFICULTY_EDGES", "STABILITY_THRESHOLD",
 ]
 
 STABILITY_THRESHOLD = 0.5
 """|offset| (block edges) at which a top cube on an aligned tower tips over (centre-of-mass rule)."""
 DIFFICULTY_EDGES = (0.0, 0.1, 0.2, 0.3, 0.5)
 """Bin edges of :func:`offset_difficulty`, block edges (TopBlockStability |offset| lies in [0.05, 0.95))."""
+WORLD_DIFFICULTY_EDGES = (0.0, 0.05, 0.1, 0.2, math.inf)
+"""Bin edges of the worlds' ``info["difficulty"]`` (block edges between the centre-of-mass rule and
+its threshold; unbounded above). The first bin, within 0.05, holds the scenes where rule and
+simulation can part (DESIGN.md section 8)."""
 
 
 def _sklearn_kappa():
@@ -57,9 +62,21 @@ def _sklearn_kappa():
     return cohen_kappa_score
 
 
-def verdicts(answers: Sequence[Any]) -> np.ndarray:
-    """``(n,)`` float64 verdicts from parsed binary answers: ``"No"`` -> 1.0 (falls), ``"Yes"`` -> 0.0, else nan."""
-    table = {"No": 1.0, "Yes": 0.0}
+def verdicts(answers: Sequence[Any], labels: tuple[str, str] = ("Yes", "No"),
+             yes_means: str = "stable") -> np.ndarray:
+    """``(n,)`` float64 verdicts from parsed binary answers, else nan.
+
+    ``labels[0]`` asserts ``yes_means``: by default (the 2026 paper's question, "is it stable?")
+    ``"No"`` -> 1.0 (falls), ``"Yes"`` -> 0.0; with ``yes_means="falls"`` (the ICML 2025
+    pre-prompts) ``"Yes"`` -> 1.0; ``labels=("True", "False")`` for ShapeStacks' True = stable.
+
+    Raises:
+        ValueError: ``yes_means`` is neither ``"stable"`` nor ``"falls"``.
+    """
+    if yes_means not in ("stable", "falls"):
+        raise ValueError(f"yes_means must be 'stable' or 'falls', got {yes_means!r}")
+    first = 0.0 if yes_means == "stable" else 1.0
+    table = {labels[0]: first, labels[1]: 1.0 - first}
     return np.array([table.get(a, np.nan) if isinstance(a, str) else np.nan for a in answers], dtype=np.float64)
 
 

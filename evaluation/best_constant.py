@@ -20,14 +20,14 @@ import gymnasium as gym
 import numpy as np
 
 import envs  # noqa: F401  (registers the ids)
-from envs.answers import UP_RANGE, X_RANGE
+from envs.answers import BINARY_LABELS, UP_RANGE, X_RANGE
 
 from .evaluate import bootstrap_ci
 
 __all__ = ["ConstantBaseline", "constant_candidates", "best_constant_answer", "answer_format", "CONSTANT_FORMATS",
            "DEFAULT_X_STEP", "DEFAULT_XY_STEP"]
 
-CONSTANT_FORMATS = ("binary", "x", "xy")
+CONSTANT_FORMATS = ("binary", "true_false", "x", "xy")
 """Answer formats with a best constant answer (not ``colour_x``: its legal colours change per scene)."""
 
 DEFAULT_X_STEP = 25
@@ -84,7 +84,7 @@ def constant_candidates(answer_format: str, x_step: int = DEFAULT_X_STEP,
                         xy_step: tuple[int, int] = DEFAULT_XY_STEP) -> list[str]:
     """The candidate constant answers (answer texts) of an answer format.
 
-    * ``binary``: ``Yes``, ``No``.
+    * ``binary``: ``Yes``, ``No``; ``true_false``: ``True``, ``False``.
     * ``x``: x = 0, +-x_step, +-2 x_step, ... within ``X_RANGE`` ([-600, 600]), ascending.
     * ``xy``: the grid of x (0, +-xy_step[0], ... within ``X_RANGE``) by up
       (0, xy_step[1], ... within ``UP_RANGE`` [0, 1000]), x-major.
@@ -92,8 +92,8 @@ def constant_candidates(answer_format: str, x_step: int = DEFAULT_X_STEP,
     Raises:
         ValueError: unknown ``answer_format`` or a step that is not a positive int.
     """
-    if answer_format == "binary":
-        return ["<answer>Yes</answer>", "<answer>No</answer>"]
+    if answer_format in BINARY_LABELS:
+        return [f"<answer>{label}</answer>" for label in BINARY_LABELS[answer_format]]
     if answer_format == "x":
         step = _check_step("x_step", x_step)
         return [f"<answer>{x}</answer>" for x in _symmetric_grid(step, *X_RANGE)]
@@ -103,7 +103,7 @@ def constant_candidates(answer_format: str, x_step: int = DEFAULT_X_STEP,
         sx, su = _check_step("xy_step[0]", xy_step[0]), _check_step("xy_step[1]", xy_step[1])
         ups = list(range(UP_RANGE[0], UP_RANGE[1] + 1, su))
         return [f"<answer>{x}, {u}</answer>" for x in _symmetric_grid(sx, *X_RANGE) for u in ups]
-    raise ValueError(f"answer_format must be 'binary', 'x' or 'xy', got {answer_format!r}")
+    raise ValueError(f"answer_format must be one of {CONSTANT_FORMATS}, got {answer_format!r}")
 
 
 def _reward_table(env_id: str, seeds: range, candidates: Sequence[str],
@@ -127,7 +127,7 @@ def _reward_table(env_id: str, seeds: range, candidates: Sequence[str],
 
 
 def answer_format(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> str | None:
-    """The answer format of ``env_id`` (``info["answer_format"]`` at reset): ``"binary"``, ``"x"``,
+    """The answer format of ``env_id`` (``info["answer_format"]`` at reset): ``"binary"``, ``"true_false"``, ``"x"``,
     ``"xy"``, ``"colour_x"`` (TowerBuild-v0, where no constant answer applies: the colours differ
     per scene), or None when the env does not say."""
     env = gym.make(env_id, **dict(env_kwargs or {}))

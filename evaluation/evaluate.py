@@ -16,6 +16,7 @@ import numpy as np
 import envs  # noqa: F401  (registers the ids)
 from agents.backends.base import EVAL_BATCH_SIZE
 from agents.base import Agent, decoding_of
+from envs.answers import BINARY_LABELS
 from envs.atomic import write_json_atomic
 from envs.rewards import ILLEGAL_OUTCOMES
 
@@ -29,6 +30,8 @@ __all__ = ["evaluate", "EvaluationResult", "EpisodeRecord", "bootstrap_ci", "des
 MULTI_STEP_KEYS = ("success_at_k", "auccess", "reward_by_attempt", "episodes_by_attempt", "mean_return",
                    "improvement", "mean_attempts_to_success", "max_turns", "interaction")
 EPISODE_MULTI_STEP_KEYS = ("turns", "success", "n_turns")
+# Keys of the worlds of DESIGN.md section 8, left out of a record's JSON when None (other ids' files keep theirs).
+EPISODE_WORLD_KEYS = ("falls", "difficulty", "difficulty_level")
 TURN_KEYS = ("answer", "reward", "outcome", "success", "parsed_action", "distance")
 
 
@@ -42,7 +45,10 @@ class EpisodeRecord:
     Then ``answer``, ``outcome``, ``parsed_action`` and ``distance`` are the last turn's,
     ``reward`` is the episode's undiscounted return (sum of turn rewards), and
     ``stable_initially``, ``offset``, ``n_blocks`` describe the initial scene. Single-step
-    records leave the three None.
+    records leave the three None. Episodes of DESIGN.md section 8's worlds also carry
+    ``falls`` (the question's simulated truth: for a counterfactual, whether the rest falls),
+    ``difficulty`` (block edges between the centre-of-mass rule and its threshold) and, where
+    the world has levels, ``difficulty_level``; others leave them None.
     """
 
     seed: int
@@ -57,6 +63,9 @@ class EpisodeRecord:
     turns: list[dict[str, Any]] | None = None
     success: bool | None = None
     n_turns: int | None = None
+    falls: bool | None = None
+    difficulty: float | None = None
+    difficulty_level: str | None = None
 
 
 @dataclass
@@ -117,7 +126,8 @@ class EvaluationResult:
     interaction: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict; single-step results omit :data:`MULTI_STEP_KEYS` (their files keep their keys)."""
+        """JSON-ready dict; single-step results omit :data:`MULTI_STEP_KEYS`, and records their None
+        :data:`EPISODE_WORLD_KEYS` (files of the other ids keep their keys)."""
         data = asdict(self)
         if self.interaction is None:
             for key in MULTI_STEP_KEYS:
@@ -125,6 +135,9 @@ class EvaluationResult:
         for episode in data["episodes"]:
             if episode["turns"] is None:
                 for key in EPISODE_MULTI_STEP_KEYS:
+                    del episode[key]
+            for key in EPISODE_WORLD_KEYS:
+                if episode[key] is None:
                     del episode[key]
         return data
 
@@ -288,7 +301,7 @@ def evaluate(
         for env in pool:
             env.close()
     if interaction == "single":
-        binary = getattr(pool[0].unwrapped, "answer_format", None) == "binary"
+        binary = getattr(pool[0].unwrapped, "answer_format", None) in BINARY_LABELS
         result = summarise(records, env_id, seed, binary=binary, agent_name=type(agent).__name__)
     else:
         result = summarise_multi_step(records, env_id, seed, max_turns, interaction,
@@ -323,7 +336,8 @@ def _play_single_step(agent: Agent, pool: list[gym.Env], seeds: list[int]) -> li
             parsed_action=list(info["parsed_action"]) if isinstance(info["parsed_action"], tuple)
             else info["parsed_action"],
             distance=info["distance"], stable_initially=info["stable_initially"],
-            offset=info["offset"], n_blocks=info["n_blocks"],
+            offset=info["offset"], n_blocks=info["n_blocks"], falls=info.get("falls"),
+            difficulty=info.get("difficulty"), difficulty_level=info.get("difficulty_level"),
         ))
     return records
 

@@ -7,7 +7,10 @@ settings) and by the normalised probabilities of the two answers
 of the teacher-forced completions ``<answer>Yes</answer><|im_end|>`` and
 ``<answer>No</answer><|im_end|>``, each the sum of its token log-probabilities).
 Both go through :func:`evaluation.evaluate`, so accuracy and rewards are the
-environment's own.
+environment's own. Polarity: "Yes" below is the task's first answer (``True`` on
+``ShapeStacksStability-v0``), and whether it is correct is read from each episode's truth
+in the task's polarity (:func:`envs.worlds.polarity`: on ``TowerStability-v0`` Yes is
+correct when the tower falls), so every binary id is compared the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from agents.backends.base import EVAL_BATCH_SIZE
+from envs.worlds import env_polarity
 
 from .evaluate import EvaluationResult, evaluate
 
@@ -33,7 +37,7 @@ class JudgementComparison:
         sampled: :func:`evaluate` of the sampling agent.
         logprob: :func:`evaluate` of its :class:`~agents.logprob.LogProbJudge`.
         p_yes: float64, shape ``(n_episodes,)``: ``P(Yes)`` per episode, seed order.
-        stable: bool, shape ``(n_episodes,)``: ``stable_initially`` per episode (the correct answer is Yes).
+        yes_correct: bool, shape ``(n_episodes,)``: the first answer ("Yes") is the correct one, per episode.
     """
 
     env_id: str
@@ -42,7 +46,7 @@ class JudgementComparison:
     sampled: EvaluationResult
     logprob: EvaluationResult
     p_yes: np.ndarray = field(repr=False)
-    stable: np.ndarray = field(repr=False)
+    yes_correct: np.ndarray = field(repr=False)
 
     @property
     def sampled_accuracy(self) -> float:
@@ -57,13 +61,13 @@ class JudgementComparison:
     @property
     def majority_accuracy(self) -> float:
         """Accuracy of the better constant answer on these episodes (the image-blind shortcut)."""
-        rate = float(np.mean(self.stable))
+        rate = float(np.mean(self.yes_correct))
         return max(rate, 1.0 - rate)
 
     @property
     def mean_p_correct(self) -> float:
         """Mean probability given to the correct answer."""
-        return float(np.mean(np.where(self.stable, self.p_yes, 1.0 - self.p_yes)))
+        return float(np.mean(np.where(self.yes_correct, self.p_yes, 1.0 - self.p_yes)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"env_id": self.env_id, "n_episodes": self.n_episodes, "seed": self.seed,
@@ -89,7 +93,8 @@ class JudgementComparison:
 
 
 def _yes_rate(result: EvaluationResult) -> float:
-    return float(np.mean([e.parsed_action == "Yes" for e in result.episodes]))
+    first = env_polarity(result.env_id)[0][0]
+    return float(np.mean([e.parsed_action == first for e in result.episodes]))
 
 
 class _RecordingJudge:
@@ -112,7 +117,8 @@ def compare_judgements(agent: Any, env_id: str = "TopBlockStability-v0", n_episo
     Args:
         agent: a :class:`agents.vlm.VLMAgent` (sampled with its own ``sampling`` settings) or a
             :class:`agents.logprob.LogProbJudge` (its wrapped agent is sampled).
-        env_id: a binary task (``TopBlockStability-v0``; ``RealTowerStability-v0`` with ``env_kwargs``).
+        env_id: a binary task (``TopBlockStability-v0``, the worlds' ``TowerStability-v0``, ...;
+            ``RealTowerStability-v0`` with ``env_kwargs``).
         n_episodes, seed: episodes on seeds ``seed .. seed + n_episodes - 1``, the same both ways.
         end_token: see :class:`agents.logprob.LogProbJudge`.
 
@@ -128,5 +134,7 @@ def compare_judgements(agent: Any, env_id: str = "TopBlockStability-v0", n_episo
     logprob = evaluate(recorder, env_id, n_episodes, seed, batch_size, env_kwargs=dict(env_kwargs or {}))
     logprob.agent = "LogProbJudge"
     sampled = evaluate(judge.agent, env_id, n_episodes, seed, batch_size, env_kwargs=dict(env_kwargs or {}))
-    stable = np.array([bool(e.stable_initially) for e in logprob.episodes])
-    return JudgementComparison(env_id, n_episodes, seed, sampled, logprob, np.array(recorder.p_yes), stable)
+    _, yes_means = env_polarity(env_id)
+    falls = np.array([bool(e.falls if e.falls is not None else not e.stable_initially) for e in logprob.episodes])
+    yes_correct = falls if yes_means == "falls" else ~falls
+    return JudgementComparison(env_id, n_episodes, seed, sampled, logprob, np.array(recorder.p_yes), yes_correct)

@@ -22,9 +22,11 @@ from agents.backends.base import EVAL_BATCH_SIZE
 from agents.base import Agent
 from envs.atomic import write_json_atomic
 from envs.real import RealTowerDataset, episode_photo
+from envs.worlds import env_polarity
 
 from .agreement import (
     DIFFICULTY_EDGES,
+    WORLD_DIFFICULTY_EDGES,
     BiasScore,
     accuracy_with_ci,
     bias_by_group,
@@ -270,10 +272,15 @@ class BiasReport:
 
     Attributes:
         overall: a :class:`~evaluation.agreement.BiasScore` as a dict.
-        by_n_blocks: ``{n_blocks: BiasScore dict}``.
-        by_difficulty: ``{bin label: BiasScore dict}`` over
-            :func:`~evaluation.agreement.offset_difficulty` (empty when episodes
-            carry no offset, e.g. real photos).
+        by_n_blocks: ``{n_blocks: BiasScore dict}`` (blocks in the scene; a ShapeStacks stack's height).
+        by_difficulty: ``{bin label: BiasScore dict}`` over ``difficulty`` (empty when episodes
+            carry none, e.g. real photos).
+        by_level: ``{difficulty level: BiasScore dict}`` (``easy`` / ``hard`` of ShapeStacks;
+            empty for worlds without levels).
+        difficulty: what the bins measure: ``"||offset| - 0.5|"`` (``TopBlockStability-v0``) or
+            ``"|com_margin|"`` (the worlds of DESIGN.md section 8), block edges; None without bins.
+        yes_means: what the task's first answer asserts (``"stable"``; ``"falls"`` for the ICML
+            2025 pre-prompts): T_pref's positive class is always "stable", whatever the wording.
     """
 
     env_id: str
@@ -284,6 +291,9 @@ class BiasReport:
     by_difficulty: dict[str, dict[str, Any]]
     edges: tuple[float, ...] = DIFFICULTY_EDGES
     decoding: dict[str, Any] | None = None
+    by_level: dict[str, dict[str, Any]] = field(default_factory=dict)
+    difficulty: str | None = None
+    yes_means: str = "stable"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -301,37 +311,52 @@ class BiasReport:
         header = ("group", "episodes", "stable", "accuracy", "recall", "specificity", "T_pref")
         body = rows({"all": self.overall}) + rows({f"{k} blocks": v for k, v in self.by_n_blocks.items()})
         body += rows({f"d {k}": v for k, v in self.by_difficulty.items()})
-        return (f"{self.env_id}, agent {self.agent or '-'}, {self.n_episodes} episodes; positive class = stable; "
-                f"d = ||offset| - 0.5| block edges\n" + _table(header, body))
+        body += rows({f"level {k}": v for k, v in self.by_level.items()})
+        d = f"; d = {self.difficulty} block edges" if self.difficulty else ""
+        return (f"{self.env_id}, agent {self.agent or '-'}, {self.n_episodes} episodes; positive class = stable "
+                f"(the first answer means {self.yes_means}){d}\n" + _table(header, body))
 
 
-def bias_scores(result: EvaluationResult, edges: tuple[float, ...] = DIFFICULTY_EDGES) -> BiasReport:
-    """T_pref of a binary task's :class:`EvaluationResult` by number of blocks and by difficulty.
+def bias_scores(result: EvaluationResult, edges: tuple[float, ...] | None = None) -> BiasReport:
+    """T_pref of a binary task's :class:`EvaluationResult` by number of blocks, by difficulty and by level.
 
-    Reads each record's ``parsed_action`` (``"Yes"``/``"No"``/None),
-    ``stable_initially`` (the truth), ``n_blocks`` and ``offset``. Difficulty
-    bins need offsets (``TopBlockStability-v0``); without them ``by_difficulty`` is empty.
+    Reads each record's ``parsed_action``, its truth (``falls`` where the world records it, as
+    the worlds of DESIGN.md section 8 do, else ``not stable_initially``), ``n_blocks``, and for
+    the bins ``difficulty`` (a world's ``|com_margin|``, in :data:`WORLD_DIFFICULTY_EDGES` by
+    default) or else ``offset`` (``TopBlockStability-v0``: :func:`offset_difficulty`, in
+    :data:`DIFFICULTY_EDGES`), and ``difficulty_level``. The answers are read in the task's
+    polarity (:func:`envs.worlds.polarity`; ``Yes`` = falls on ``TowerStability-v0``), so
+    T_pref's positive class is "stable" on every id.
 
     Raises:
-        ValueError: the result is not of a binary task (records lack
-            ``stable_initially`` or hold non-Yes/No parsed answers), or an
-            offset's difficulty falls outside ``edges``.
+        ValueError: the result is not of a binary task (records lack their truth or hold
+            answers of neither label), or a difficulty falls outside ``edges``.
     """
     episodes = result.episodes
-    if not episodes or any(e.stable_initially is None or e.parsed_action not in ("Yes", "No", None)
-                           for e in episodes):
-        raise ValueError(f"bias_scores needs the episodes of a binary task (TopBlockStability-v0 or "
-                         f"RealTowerStability-v0), got {result.env_id!r} with {len(episodes)} episodes")
-    truth = np.array([0.0 if e.stable_initially else 1.0 for e in episodes])
-    said = verdicts([e.parsed_action for e in episodes])
+    labels, yes_means = env_polarity(result.env_id)
+    if not episodes or any((e.stable_initially is None and e.falls is None)
+                           or e.parsed_action not in (*labels, None) for e in episodes):
+        raise ValueError(f"bias_scores needs the episodes of a binary task (answers {' / '.join(labels)}), "
+                         f"got {result.env_id!r} with {len(episodes)} episodes")
+    truth = np.array([float(e.falls if e.falls is not None else not e.stable_initially) for e in episodes])
+    said = verdicts([e.parsed_action for e in episodes], labels, yes_means)
     by_n = bias_by_group(truth, said, [e.n_blocks for e in episodes])
     by_d: dict[str, BiasScore] = {}
-    if all(e.offset is not None for e in episodes):
-        labels = difficulty_bins(offset_difficulty([e.offset for e in episodes]), edges)
-        by_d = bias_by_group(truth, said, labels)
+    difficulty = None
+    if all(e.difficulty is not None for e in episodes):
+        difficulty, edges = "|com_margin|", tuple(edges or WORLD_DIFFICULTY_EDGES)
+        by_d = bias_by_group(truth, said, difficulty_bins([e.difficulty for e in episodes], edges))
+    elif all(e.offset is not None for e in episodes):
+        difficulty, edges = "||offset| - 0.5|", tuple(edges or DIFFICULTY_EDGES)
+        by_d = bias_by_group(truth, said, difficulty_bins(offset_difficulty([e.offset for e in episodes]), edges))
+    levels = [e.difficulty_level for e in episodes]
+    by_level = bias_by_group(truth, said, levels) if all(lv is not None for lv in levels) else {}
     return BiasReport(
         env_id=result.env_id, agent=result.agent, n_episodes=len(episodes),
         overall=bias_score(truth, said).to_dict(),
         by_n_blocks={int(k): v.to_dict() for k, v in by_n.items()},
-        by_difficulty={k: v.to_dict() for k, v in by_d.items()}, edges=tuple(edges), decoding=result.decoding,
+        by_difficulty={k: v.to_dict() for k, v in by_d.items()}, edges=tuple(edges or DIFFICULTY_EDGES),
+        decoding=result.decoding, by_level={str(k): v.to_dict() for k, v in by_level.items()},
+        difficulty=difficulty, yes_means=yes_means,
     )
+

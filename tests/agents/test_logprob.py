@@ -116,6 +116,31 @@ def test_non_binary_observations_are_a_clear_error(judge):
         judge.probabilities([{k: v for k, v in obs[0].items() if k != "info"}])
 
 
+def test_icml_pre_prompt_is_scored_alone_with_bare_answers(judge):
+    from envs.prompts import TOWER_STABILITY, TOWER_STABILITY_PRE_PROMPT
+
+    obs = _observations("TowerStability-v0", [0, 1])
+    assert obs[0]["prompt"] == TOWER_STABILITY
+    scored, texts, answers = judge.scoring_plan(obs[0])
+    assert scored["prompt"] == TOWER_STABILITY_PRE_PROMPT and texts == ("Yes", "No") and answers == (YES_ANSWER, NO_ANSWER)
+    logp = judge.log_probabilities(obs)
+    independent = np.array([[_independent_logprob(judge.agent, {**o, "prompt": TOWER_STABILITY_PRE_PROMPT},
+                                                  a + "<|im_end|>") for a in ("Yes", "No")] for o in obs])
+    np.testing.assert_allclose(logp, independent, atol=1e-4, rtol=0)
+    # A prompt of the user's own is scored as given, with the tagged answers.
+    custom = {**obs[0], "prompt": "Does it fall? Answer Yes or No."}
+    assert judge.scoring_plan(custom)[1] == (YES_ANSWER, NO_ANSWER)
+
+
+def test_judgements_compare_in_the_tasks_polarity(judge):
+    from evaluation import compare_judgements
+
+    cmp = compare_judgements(judge, "TowerStability-v0", n_episodes=3, seed=0, batch_size=3)
+    falls = [o["info"]["falls"] for o in _observations("TowerStability-v0", range(3))]
+    assert cmp.yes_correct.tolist() == falls  # Yes means falls
+    assert cmp.logprob_accuracy == np.mean([(p >= 0.5) == f for p, f in zip(cmp.p_yes, falls)])
+
+
 def test_evaluate_works_unchanged(judge):
     from evaluation import evaluate
 

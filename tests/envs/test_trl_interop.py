@@ -16,6 +16,7 @@ import pytest
 
 import envs
 from envs.trl_interop import COLUMNS, completion_text, export_dataset, reward_function
+from envs.worlds import env_polarity
 
 REPO = Path(__file__).resolve().parents[2]
 SEEDS = (0, 1, 5)
@@ -25,6 +26,9 @@ WRONG = {"TopBlockStability-v0": ("<answer>Yes</answer>", "<answer>No</answer>")
          "TopBlockXOnly-v0": ("<answer>250</answer>", "<answer>9999</answer>"),
          "SideBlockXOnly-v0": ("<answer>-40</answer>", "<answer>-601</answer>"),
          "SideBlockXY-v0": ("<answer>0, 0</answer>", "<answer>10, 1001</answer>")}
+# The worlds of DESIGN.md section 8 are single-step too: their two answers, whichever is wrong.
+WRONG.update({env_id: tuple(f"<answer>{a}</answer>" for a in env_polarity(env_id)[0]) for env_id in envs.WORLD_ENV_IDS})
+SINGLE_STEP_IDS = envs.ENV_IDS + envs.WORLD_ENV_IDS
 
 
 def _completions(env_id: str, optimal: str) -> list:
@@ -47,7 +51,7 @@ def _step_reward(env_id: str, seed: int, text: str) -> tuple[float, str]:
     return reward, info["outcome"]
 
 
-@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+@pytest.mark.parametrize("env_id", SINGLE_STEP_IDS)
 def test_reward_function_equals_env_step(env_id):
     reward_fn = envs.reward_function(env_id)
     probe = gym.make(env_id)
@@ -131,13 +135,13 @@ def test_bad_env_kwargs_fail_when_the_reward_function_is_made():
         envs.reward_function("TopBlockXOnly-v0", no_such_option=1)
 
 
-@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+@pytest.mark.parametrize("env_id", SINGLE_STEP_IDS)
 def test_exported_optimal_answers_score_the_optimum(env_id, tmp_path):
     ds = datasets.load_from_disk(str(envs.export_dataset(env_id, 4, 10, tmp_path / "ds")))
     rewards = envs.reward_function(env_id)(ds["prompt"], ds["optimal_answer"], scene=ds["scene"])
     completions = envs.reward_function(env_id)(ds["prompt"], ds["completion"], scene=ds["scene"])
     assert rewards == completions
-    if env_id == "TopBlockStability-v0":
+    if env_id == "TopBlockStability-v0" or env_id in envs.WORLD_ENV_IDS:
         assert rewards == [1.0] * 4
     else:
         # 20 exp(-d^2), the top reward, with d only the rounding of the answer to whole units (<= 0.005 per axis).

@@ -192,3 +192,17 @@ def test_difficulty_and_bins():
         difficulty_bins([0.6])
     with pytest.raises(ValueError, match="increasing"):
         difficulty_bins([0.1], edges=(0.2, 0.1))
+
+
+@pytest.mark.parametrize("labels, yes_means, answers, expected", [
+    (("Yes", "No"), "stable", ["Yes", "No", None, "True"], [0.0, 1.0, np.nan, np.nan]),
+    (("Yes", "No"), "falls", ["Yes", "No", None], [1.0, 0.0, np.nan]),
+    (("True", "False"), "stable", ["True", "False", "Yes"], [0.0, 1.0, np.nan]),
+])
+def test_verdicts_in_both_polarities(labels, yes_means, answers, expected):
+    np.testing.assert_array_equal(verdicts(answers, labels, yes_means), expected)
+
+
+def test_verdicts_reject_an_unknown_polarity():
+    with pytest.raises(ValueError, match="yes_means"):
+        verdicts(["Yes"], yes_means="tall")

@@ -30,10 +30,10 @@ def test_both_ways_equal_evaluate(agent):
     env = gym.make("TopBlockStability-v0")
     observations = [{**o, "info": i} for o, i in (env.reset(seed=s) for s in range(seed, seed + n))]
     np.testing.assert_allclose(cmp.p_yes, LogProbJudge(agent).probabilities(observations), atol=1e-12)
-    assert cmp.stable.tolist() == [o["info"]["stable_initially"] for o in observations]
+    assert cmp.yes_correct.tolist() == [o["info"]["stable_initially"] for o in observations]
     # The log-prob answers are legal by construction; the majority baseline is from the scenes.
     assert cmp.logprob.legal_rate == 1.0
-    assert cmp.majority_accuracy == max(cmp.stable.mean(), 1 - cmp.stable.mean())
+    assert cmp.majority_accuracy == max(cmp.yes_correct.mean(), 1 - cmp.yes_correct.mean())
     assert "accuracy, log-prob" in cmp.summary() and set(cmp.to_dict()) >= {"sampled_accuracy", "logprob_accuracy"}
 
 

@@ -102,6 +102,20 @@ def test_bias_scores_on_the_synthetic_binary_task():
         bias_scores(evaluate(ConstantAgent("<answer>0</answer>"), "TopBlockXOnly-v0", 2))
 
 
+def test_bias_scores_read_the_icml_polarity_yes_means_falls():
+    # TowerStability-v0 asks "Will the tower fall?": always Yes is always "falls", T_pref tanh(-1).
+    yes = bias_scores(evaluate(ConstantAgent("<answer>Yes</answer>"), "TowerStability-v0", 16, seed=0))
+    assert yes.yes_means == "falls" and yes.overall["recall"] == 0.0 and yes.overall["specificity"] == 1.0
+    assert yes.overall["t_pref"] == pytest.approx(math.tanh(-1.0))
+    no = bias_scores(evaluate(ConstantAgent("<answer>No</answer>"), "TowerStability-v0", 16, seed=0))
+    assert no.overall["t_pref"] == 1.0 and no.overall["accuracy"] == 1.0 - yes.overall["accuracy"]
+    oracle = bias_scores(evaluate(OracleAgent(), "TowerStability-v0", 16, seed=0))
+    assert oracle.overall["accuracy"] == 1.0 and oracle.overall["t_pref"] == 0.0
+    # Bins over the world's |com_margin|, unbounded above; every episode in one bin.
+    assert oracle.difficulty == "|com_margin|" and sum(s["n"] for s in oracle.by_difficulty.values()) == 16
+    assert "first answer means falls" in oracle.summary() and oracle.by_level == {}
+
+
 def test_cli_eval_real_and_bias_end_to_end(data_dir, tmp_path, capsys):
     out = tmp_path / "r.json"
     assert main(["eval-real", "--data", str(data_dir), "--agent", "random", "--out", str(out), "--quiet",

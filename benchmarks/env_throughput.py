@@ -18,7 +18,9 @@ against the plain single-process ``env`` loop.
 A second table does the same for the multi-step ids (``envs.MULTI_STEP_ENV_IDS``): steps
 and episodes per second through ``gym.make`` against a raw floor that plays the same turns
 (:mod:`multistep_throughput`, which says what each turn costs and how the two are checked to
-agree).
+agree). A third does the worlds of DESIGN.md section 8 (``envs.WORLD_ENV_IDS``), their smallest
+and largest scenes (7-cube towers, 15-block pyramids), against the physics-core floor
+(:mod:`world_throughput`).
 
     python benchmarks/env_throughput.py [--episodes 300] [--ids ID ...]
 
@@ -179,10 +181,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=300, help="episodes per env id and contender")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--ids", nargs="+", choices=envs.ENV_IDS + envs.MULTI_STEP_ENV_IDS, metavar="ID",
-                        help="measure only these ids (default: every single-step and multi-step id)")
+    parser.add_argument("--ids", nargs="+", choices=envs.ENV_IDS + envs.MULTI_STEP_ENV_IDS + envs.WORLD_ENV_IDS,
+                        metavar="ID", help="measure only these ids (default: every id but the real photos)")
     args = parser.parse_args()
-    ids = args.ids or envs.ENV_IDS + envs.MULTI_STEP_ENV_IDS
+    ids = args.ids or envs.ENV_IDS + envs.MULTI_STEP_ENV_IDS + envs.WORLD_ENV_IDS
     rows = []
     for env_id in (i for i in envs.ENV_IDS if i in ids):
         episodes = _episodes(env_id, args.episodes)
@@ -206,6 +208,13 @@ def main() -> None:
         if rows:
             print()
         multistep_throughput.print_table(multistep_throughput.run(multi, args.episodes))
+    worlds = [i for i in envs.WORLD_ENV_IDS if i in ids]
+    if worlds:
+        import world_throughput
+
+        if rows or multi:
+            print()
+        world_throughput.print_table(world_throughput.run(max(1, args.episodes // 3), worlds))
 
 
 if __name__ == "__main__":

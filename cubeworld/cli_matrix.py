@@ -41,6 +41,28 @@ def check_env_kwargs(env_ids: list[str], kwargs: dict | None) -> None:
             check(env_id, kwargs, gym)
 
 
+def parse_column(text: str) -> tuple[str, str, dict]:
+    """``--env``: ``ID``, ``NAME=ID`` or ``NAME=ID:JSON`` -> ``(column name, env id, its gym.make kwargs)``.
+
+    ``NAME`` is letters, digits, ``_``, ``.``, ``-``; ``JSON`` an object merged over ``--env-kwargs``,
+    e.g. ``towers-5-7=TowerStability-v0:{"n_blocks": [5, 7]}`` (a split of one id as its own column).
+
+    Raises:
+        ValueError: an empty NAME or ID, or JSON that is not an object.
+    """
+    from evaluation.matrix import parse_named_spec
+
+    name, rest = parse_named_spec(text)
+    env_id, sep, raw = rest.removeprefix("envs:").partition(":")
+    if not env_id:
+        raise ValueError(f"--env {text!r} names no env id; write ID, NAME=ID or NAME=ID:JSON")
+    try:
+        own = env_kwargs_arg(raw) if sep else {}
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"--env {text!r}: {exc}") from None
+    return (name if name != rest else env_id), env_id, own
+
+
 def _run(args: argparse.Namespace) -> int:
     from evaluation.matrix import evaluate_matrix, parse_named_spec
 
@@ -54,13 +76,18 @@ def _run(args: argparse.Namespace) -> int:
         agents[name] = spec
     import envs
 
-    env_ids = args.env or list(envs.ENV_IDS)
-    check_env_kwargs(env_ids, args.env_kwargs)
-    result = evaluate_matrix(agents, env_ids, n_episodes=args.episodes, seed=args.seed, batch_size=args.batch_size,
-                             x_step=args.x_step, xy_step=args.xy_step, sampling=decoding_from_args(args),
-                             progress=not args.quiet, log=None if args.quiet else print,
-                             max_history_turns=args.max_history_turns,
-                             env_kwargs={e: args.env_kwargs for e in env_ids} if args.env_kwargs else None)
+    columns, kwargs = {}, {}
+    for text in args.env or list(envs.ENV_IDS):
+        name, env_id, own = parse_column(text)
+        if name in kwargs:
+            raise ValueError(f"column {name!r} is given twice; name each --env column once (NAME=ID:JSON)")
+        columns[name], kwargs[name] = env_id, {**(args.env_kwargs or {}), **own}
+        check_env_kwargs([env_id], kwargs[name])
+    result = evaluate_matrix(agents, list(columns), n_episodes=args.episodes, seed=args.seed,
+                             batch_size=args.batch_size, x_step=args.x_step, xy_step=args.xy_step,
+                             sampling=decoding_from_args(args), progress=not args.quiet,
+                             log=None if args.quiet else print, max_history_turns=args.max_history_turns,
+                             env_kwargs=kwargs, columns=columns)
     print(result.summary())
     paths = result.save(args.out)
     print("written: " + ", ".join(str(p) for p in paths.values()))
@@ -83,8 +110,9 @@ def add_subcommand(subparsers) -> None:
     p.add_argument("--agent", action="append", required=True, metavar="NAME=SPEC",
                    help="a named agent, e.g. base=vlm:tiny-base, grpo=vlm:tiny-base+adapter=runs/x/checkpoints/"
                    "step-000100, random=random (repeatable; a bare SPEC is its own name)")
-    p.add_argument("--env", action="append", metavar="ID",
-                   help="environment id (repeatable; default: the four tasks)")
+    p.add_argument("--env", action="append", metavar="[NAME=]ID[:JSON]",
+                   help="a column: an environment id, optionally named and with its own gym.make kwargs, e.g. "
+                   "'towers-5-7=TowerStability-v0:{\"n_blocks\": [5, 7]}' (repeatable; default: the four tasks)")
     p.add_argument("-n", "--episodes", type=int, default=64, help="episodes per cell (default: 64)")
     p.add_argument("--seed", type=int, default=0, help="first episode seed (default: 0)")
     p.add_argument("--out", default="matrix", help="output folder (default: matrix)")

@@ -327,6 +327,7 @@ def evaluate_matrix(
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     max_history_turns: int | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> MatrixResult:
     """Evaluate every agent on every environment, same seeds, plus each environment's baselines.
 
@@ -337,7 +338,7 @@ def evaluate_matrix(
             starts, released after it (one model in memory at a time); other specs afresh for every cell, so
             each cell equals ``evaluate(load_agent(spec, seed=seed), env_id, n_episodes, seed, batch_size)``.
             A ready agent is used as given in every cell (internal state, such as an RNG, carries over).
-        env_ids: registered environment ids, the columns.
+        env_ids: the columns: registered environment ids, or names of ``columns``.
         n_episodes: episodes per cell, seeds ``seed .. seed + n_episodes - 1`` in every cell.
         batch_size: observations per ``act`` call (default :data:`agents.backends.base.EVAL_BATCH_SIZE`).
         sampling: decoding of spec-loaded ``vlm:`` agents (default :data:`agents.backends.base.EVAL_DECODING`),
@@ -348,6 +349,9 @@ def evaluate_matrix(
         progress: a progress bar per cell.
         log: called with one line per finished cell (e.g. ``print``).
         max_history_turns: earlier turns spec-loaded ``vlm:`` agents replay in a multi-step chat (None: all).
+        columns: ``column name -> registered id``, for columns that are one id under different
+            ``env_kwargs`` (a split: ``{"towers-5-7": "TowerStability-v0"}`` with ``env_kwargs``
+            ``{"towers-5-7": {"n_blocks": [5, 7]}}``); results and baselines are keyed by the name.
 
     Returns:
         A :class:`MatrixResult`.
@@ -366,8 +370,9 @@ def evaluate_matrix(
         raise ValueError(f"env ids listed more than once: {dupes}")
     if isinstance(n_episodes, bool) or not isinstance(n_episodes, (int, np.integer)) or n_episodes < 1:
         raise ValueError(f"n_episodes must be an int >= 1, got {n_episodes!r}")
+    columns = dict(columns or {})
     for e in env_ids:
-        gym.spec(e)  # fail fast on a typo, with Gymnasium's close-match hint
+        gym.spec(columns.get(e, e))  # fail fast on a typo, with Gymnasium's close-match hint
     from agents.factory import check_agent_spec
 
     for agent in agents.values():
@@ -377,7 +382,8 @@ def evaluate_matrix(
     log = log or (lambda _line: None)
     result = MatrixResult(agents=list(agents), env_ids=env_ids, n_episodes=int(n_episodes), seed=seed)
     for e in env_ids:
-        result.baselines[e] = env_baselines(e, n_episodes, seed, batch_size, x_step, xy_step, env_kwargs.get(e))
+        result.baselines[e] = env_baselines(columns.get(e, e), n_episodes, seed, batch_size, x_step, xy_step,
+                                            env_kwargs.get(e))
         b = result.baselines[e]
         log(f"{e}: random {b.random.mean_reward:.3f}, optimum {b.optimum.mean_reward:.3f}, best constant "
             + (f"{b.constant.answer} {b.constant.mean_reward:.3f}" if b.has_constant else "n/a (multi-step)"))
@@ -391,7 +397,7 @@ def evaluate_matrix(
                 cell_agent = _load(agent, seed, sampling, max_history_turns)
             else:
                 cell_agent = agent
-            r = evaluate(cell_agent, e, n_episodes, seed, batch_size, env_kwargs=env_kwargs.get(e),
+            r = evaluate(cell_agent, columns.get(e, e), n_episodes, seed, batch_size, env_kwargs=env_kwargs.get(e),
                          progress=progress)
             r.agent = name
             result.results[(name, e)] = r

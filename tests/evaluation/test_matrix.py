@@ -172,3 +172,17 @@ def test_rows_named_by_training_seed_are_pooled_per_condition(tmp_path):
     best = result.baselines["TopBlockXOnly-v0"].constant.mean_reward
     assert int(row["seeds_above_constant"]) == sum(m > best for m in means) and row["success_at_k"] == ""
     assert "over training seeds" in result.summary()
+
+
+def test_named_columns_split_one_id(tmp_path, capsys):
+    from cubeworld.cli import main
+
+    code = main(["eval-matrix", "--agent", "oracle", "--env", 'low=TowerStability-v0:{"n_blocks": [2, 2]}',
+                 "--env", 'high=TowerStability-v0:{"n_blocks": [7, 7]}', "-n", "3", "--out", str(tmp_path), "--quiet"])
+    assert code == 0
+    data = json.loads((tmp_path / "matrix.json").read_text())
+    assert data["env_ids"] == ["low", "high"]
+    blocks = {c["env"]: {e["n_blocks"] for e in c["episodes"]} for c in data["cells"]}
+    assert blocks == {"low": {2}, "high": {7}} and all(c["env_id"] == "TowerStability-v0" for c in data["cells"])
+    assert main(["eval-matrix", "--agent", "oracle", "--env", "x=TowerStability-v0:[1]", "--quiet"]) == 2
+    assert "JSON object" in capsys.readouterr().err

@@ -35,8 +35,8 @@ class DemoRow:
 
 
 def default_env_ids() -> tuple[str, ...]:
-    """The ids ``cubeworld demo`` covers: the single-step tasks, then the multi-step ones."""
-    return tuple(envs.ENV_IDS) + tuple(envs.MULTI_STEP_ENV_IDS)
+    """The ids ``cubeworld demo`` covers: the single-step tasks, the multi-step ones, then the worlds."""
+    return tuple(envs.ENV_IDS) + tuple(envs.MULTI_STEP_ENV_IDS) + tuple(envs.WORLD_ENV_IDS)
 
 
 def _mean_return(env: gym.Env, answer_of, seeds: range) -> float:

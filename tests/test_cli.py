@@ -140,7 +140,7 @@ def test_demo_writes_episode_strips_of_the_multi_step_ids(tmp_path, capsys):
 
     assert main(["demo", "--out", str(tmp_path), "-n", "2", "--images", "1"]) == 0
     text = capsys.readouterr().out
-    for env_id in envs.ENV_IDS + envs.MULTI_STEP_ENV_IDS:
+    for env_id in envs.ENV_IDS + envs.MULTI_STEP_ENV_IDS + envs.WORLD_ENV_IDS:
         assert env_id in text and (tmp_path / f"{env_id}_seed0.png").exists()
     for env_id in envs.MULTI_STEP_ENV_IDS:
         for agent in ("oracle", "random"):

@@ -69,7 +69,22 @@ BINARY_CASES = [
 ]
 
 
-@pytest.mark.parametrize("fmt,cases", [("x", X_CASES), ("xy", XY_CASES), ("binary", BINARY_CASES)])
+TRUE_FALSE_CASES = [
+    ("<answer>True</answer>", "True", None),
+    ("<answer>true</answer>", "True", None),
+    ("<answer> FALSE. </answer>", "False", None),
+    ("<answer>false!</answer>", "False", None),
+    ("<answer>True</answer> on reflection <answer>False</answer>", "False", None),
+    ("True", None, "unparseable"),
+    ("<answer>Yes</answer>", None, "unparseable"),
+    ("<answer>T</answer>", None, "unparseable"),
+    ("<answer>True or False</answer>", None, "unparseable"),
+    ("<answer>1</answer>", None, "unparseable"),
+]
+
+
+@pytest.mark.parametrize("fmt,cases", [("x", X_CASES), ("xy", XY_CASES), ("binary", BINARY_CASES),
+                                       ("true_false", TRUE_FALSE_CASES)])
 def test_parse_table(fmt, cases):
     for text, value, outcome in cases:
         parsed = parse_answer(text, fmt)
@@ -93,7 +108,7 @@ def test_extract_is_linear_on_pathological_input():
     assert extract_answer(text) == "1"
 
 
-@pytest.mark.parametrize("fmt", ["binary", "x", "xy"])
+@pytest.mark.parametrize("fmt", ["binary", "true_false", "x", "xy"])
 def test_sampled_answers_are_legal_and_cover_the_range(fmt):
     rng = np.random.default_rng(0)
     values = [parse_answer(sample_legal_answer(fmt, rng), fmt) for _ in range(2000)]
@@ -103,6 +118,8 @@ def test_sampled_answers_are_legal_and_cover_the_range(fmt):
         assert min(xs) < -550 and max(xs) > 550
     if fmt == "binary":
         assert {v.value for v in values} == {"Yes", "No"}
+    if fmt == "true_false":
+        assert {v.value for v in values} == {"True", "False"}
 
 
 def test_the_action_space_holds_a_long_reasoning_completion():

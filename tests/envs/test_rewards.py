@@ -10,7 +10,9 @@ from envs.rewards import (
     ILLEGAL_REWARD,
     LEGAL_OUTCOMES,
     OUTCOMES,
+    binary_outcome,
     binary_reward,
+    binary_truth,
     build_reward,
     placement_reward,
 )
@@ -90,3 +92,26 @@ def test_build_reward_table(outcome, gain, expected):
 def test_build_reward_rejects_bad_input(outcome, gain):
     with pytest.raises(ValueError):
         build_reward(outcome, gain)
+
+
+# (simulated stable?, what the first answer asserts, labels) -> the correct answer, for each polarity.
+TRUTH = [
+    (True, "stable", ("Yes", "No"), "Yes"), (False, "stable", ("Yes", "No"), "No"),  # 2026: is it stable?
+    (True, "falls", ("Yes", "No"), "No"), (False, "falls", ("Yes", "No"), "Yes"),  # ICML 2025: will it fall?
+    (True, "stable", ("True", "False"), "True"), (False, "stable", ("True", "False"), "False"),  # ShapeStacks
+]
+
+
+@pytest.mark.parametrize("stable, yes_means, labels, correct", TRUTH)
+def test_binary_truth_and_outcome_in_every_polarity(stable, yes_means, labels, correct):
+    assert binary_truth(stable, yes_means, labels) == correct
+    wrong = labels[1] if correct == labels[0] else labels[0]
+    assert binary_outcome(correct, stable, yes_means, labels) == "correct"
+    assert binary_outcome(wrong, stable, yes_means, labels) == "incorrect"
+    assert binary_outcome(None, stable, yes_means, labels) == "unparseable"
+    assert [binary_reward(binary_outcome(a, stable, yes_means, labels)) for a in (correct, wrong, None)] == [1, 0, -1]
+
+
+def test_unknown_polarity_raises():
+    with pytest.raises(ValueError, match="yes_means"):
+        binary_truth(True, "upright")

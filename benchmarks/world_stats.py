@@ -1,6 +1,7 @@
 """The balance of DESIGN.md section 8's worlds: the simulated stable fraction per cell, over N seeds.
 
-For each cell of a world (:data:`CELLS`: ``TowerStability-v0`` by tower height), seeds
+For each cell of a world (:data:`CELLS`: ``TowerStability-v0`` by tower height,
+``PyramidCounterfactual-v0`` by rows), seeds
 ``start .. start + N - 1`` of ``gym.make(ENV_ID, **cell_kwargs)``: ``reset(seed=s)`` and read
 ``info``. Every world's ``info`` carries ``falls`` (the question's simulated truth),
 ``com_margin`` (the centre-of-mass rule's signed margin for the same question: positive, it
@@ -14,7 +15,7 @@ stands) and ``difficulty`` (its absolute value). One row per cell:
   ``near``: the share of scenes within ``NEAR``; ``ms/scene``: reset time (render + settle).
 
 This produces the measured columns of the tables in the worlds' modules
-(:mod:`envs.stability_towers`). The shipped parameters were tuned on other seeds (10000 on)
+(:mod:`envs.stability_towers`, :mod:`envs.pyramids`; for pyramids "COM" is its equilibrium rule). The shipped parameters were tuned on other seeds (10000 on)
 and measured here on seeds 0-999, so these are out-of-sample measurements. ``--r n=VALUE``
 tries another offset half-width for TowerStability-v0 height n (it replaces the table entry
 in this process only), for tuning.
@@ -39,6 +40,9 @@ NEAR = 0.02  # block edges, as tests/envs/test_tower_stability.py
 # World -> its cells: (label, gym.make kwargs). One row of the table each.
 CELLS: dict[str, list[tuple[str, dict]]] = {
     "TowerStability-v0": [(f"height {n}", {"n_blocks": (n, n)}) for n in range(2, 8)],
+    "PyramidCounterfactual-v0": [(f"rows {n}", {"rows": (n, n)}) for n in range(2, 6)],
+    "ShapeStacksStability-v0": [(f"height {n} {level}", {"height": (n, n), "difficulty": level})
+                                for n in range(2, 7) for level in ("easy", "hard")],
 }
 
 

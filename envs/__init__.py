@@ -37,6 +37,8 @@ register(id="SideBlockXY-Sequential-v0", entry_point=_ENTRY, kwargs={"task": "si
 register(id="TowerBuild-v0", entry_point=_ENTRY, kwargs={"task": "tower_build"})
 # More worlds (DESIGN.md section 8). n_blocks=(2, 4) / (5, 7) give the ICML 2025 study's splits.
 register(id="TowerStability-v0", entry_point=_ENTRY, kwargs={"task": "tower_stability"})
+register(id="PyramidCounterfactual-v0", entry_point=_ENTRY, kwargs={"task": "pyramid_counterfactual"})
+register(id="ShapeStacksStability-v0", entry_point=_ENTRY, kwargs={"task": "shapestacks_stability"})
 
 ENV_IDS = ("TopBlockStability-v0", "TopBlockXOnly-v0", "SideBlockXOnly-v0", "SideBlockXY-v0")
 # Not in ENV_IDS either: code that loops over ENV_IDS (training, the matrix) is single-step.
@@ -46,4 +48,4 @@ MULTI_STEP_ENV_IDS = ("TopBlockXOnly-Retry-v0", "SideBlockXOnly-Retry-v0", "Side
 REAL_ENV_IDS = ("RealTowerStability-v0",)
 # Worlds of DESIGN.md section 8: not in ENV_IDS either (the paper's four tasks, which training,
 # the matrix and the tiny base's format training loop over).
-WORLD_ENV_IDS = ("TowerStability-v0",)
+WORLD_ENV_IDS = ("TowerStability-v0", "PyramidCounterfactual-v0", "ShapeStacksStability-v0")

@@ -21,6 +21,10 @@ step (an inverted pendulum), so it never meets the rest criterion; a stable
 tower is quiet after 15-45 steps. Stopping as soon as the verdict is certain
 is what makes an episode cheap.
 
+Blocks of other shapes (:attr:`envs.scenes.Cube.shape`: cuboids, cylinders, spheres) are
+Bullet's box, cylinder and sphere primitives of the block's extents, mass their volume; cubes
+are built exactly as before those shapes existed.
+
 Cubes are placed at their resting height with zero velocity: a cube dropped
 from a gap lands with momentum, which can topple a tower the centre-of-mass
 rule calls stable.
@@ -35,7 +39,7 @@ import numpy as np
 
 from .bullet import pybullet as p
 from .render import add_room, render_rgb
-from .scenes import Scene
+from .scenes import Cube, Scene
 
 __all__ = ["World", "Verdict", "WORLD_UNITS_PER_EDGE", "TIME_STEP"]
 
@@ -69,6 +73,31 @@ class Verdict:
     steps: int
     max_displacement: float
     max_rotation: float
+
+
+def _shape(client: int, block: Cube, scale: float) -> tuple[int, int, float]:
+    """Collision shape, visual shape and mass (its volume) of a block that is not a cube.
+
+    Cylinders are Bullet's cylinder primitive (its axis the block's own z), spheres its sphere:
+    curved surfaces roll, where a polygonal mesh would rest on a facet.
+    """
+    ex, ey, ez = (v * scale for v in block.extents)  # type: ignore[misc]
+    rgba = [v / 255 for v in block.color] + [1.0]
+    if block.shape == "cuboid":
+        half = [ex / 2, ey / 2, ez / 2]
+        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=half, physicsClientId=client)
+        vis = p.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=rgba, physicsClientId=client)
+        return col, vis, ex * ey * ez
+    if block.shape == "cylinder":
+        col = p.createCollisionShape(p.GEOM_CYLINDER, radius=ex / 2, height=ez, physicsClientId=client)
+        vis = p.createVisualShape(p.GEOM_CYLINDER, radius=ex / 2, length=ez, rgbaColor=rgba,
+                                  physicsClientId=client)
+        return col, vis, math.pi * ex * ex / 4 * ez
+    if block.shape == "sphere":
+        col = p.createCollisionShape(p.GEOM_SPHERE, radius=ex / 2, physicsClientId=client)
+        vis = p.createVisualShape(p.GEOM_SPHERE, radius=ex / 2, rgbaColor=rgba, physicsClientId=client)
+        return col, vis, math.pi / 6 * ex**3
+    raise ValueError(f"no pybullet shape for a block of shape {block.shape!r}")
 
 
 class World:
@@ -124,14 +153,18 @@ class World:
         s = WORLD_UNITS_PER_EDGE
         self._bodies = []
         for cube in scene.cubes:
-            half = [cube.size * s / 2] * 3
-            col = p.createCollisionShape(p.GEOM_BOX, halfExtents=half, physicsClientId=c)
-            vis = p.createVisualShape(
-                p.GEOM_BOX, halfExtents=half,
-                rgbaColor=[v / 255 for v in cube.color] + [1.0], physicsClientId=c,
-            )
+            if cube.shape == "cube":
+                half = [cube.size * s / 2] * 3
+                col = p.createCollisionShape(p.GEOM_BOX, halfExtents=half, physicsClientId=c)
+                vis = p.createVisualShape(
+                    p.GEOM_BOX, halfExtents=half,
+                    rgbaColor=[v / 255 for v in cube.color] + [1.0], physicsClientId=c,
+                )
+                mass = cube.size**3
+            else:
+                col, vis, mass = _shape(c, cube, s)
             body = p.createMultiBody(
-                baseMass=cube.size**3, baseCollisionShapeIndex=col, baseVisualShapeIndex=vis,
+                baseMass=mass, baseCollisionShapeIndex=col, baseVisualShapeIndex=vis,
                 basePosition=[cube.x * s, cube.y * s, cube.z * s],
                 baseOrientation=list(cube.orientation), physicsClientId=c,
             )

@@ -20,8 +20,13 @@ Provenance (``../shared/data/paper-prompts.md`` holds the same texts):
   append one sentence, the 2026 paper's closing "Return your final answer between
   <answer> </answer>." (so its reasoning variant is built as the others'). The
   log-probability judge's text is :data:`TOWER_STABILITY_PRE_PROMPT` alone.
+* ``PyramidCounterfactual-v0`` (:data:`PYRAMID_COUNTERFACTUAL`): that study's causal-pyramid
+  pre-prompt (same section), verbatim (**Yes means other blocks would fall**), then the same
+  one sentence; :data:`PYRAMID_COUNTERFACTUAL_PRE_PROMPT` alone for the log-probability judge.
 
-* **Ours, not the papers'**: the ``TowerBuild-v0`` prompt (:func:`tower_build_prompt`),
+* **Ours, not the papers'**: ``ShapeStacksStability-v0``'s prompt (:data:`SHAPESTACKS_STABILITY`;
+  the 2026 ShapeStacks diagnostic gives no prompt text, only its True / False labels: True =
+  balanced, the first answer asserts stability), the ``TowerBuild-v0`` prompt (:func:`tower_build_prompt`),
   and the multi-step turn texts of DESIGN.md section 7: the feedback sentences
   (:func:`feedback_sentence`: what happened, stood or fell, and the reward) and the
   instruction of each later turn (:data:`NEXT_TURN`). They are plain ASCII.
@@ -34,6 +39,7 @@ prompts themselves do not say so; the papers' do not either).
 from __future__ import annotations
 
 __all__ = ["PROMPTS", "WORLD_PROMPTS", "PRE_PROMPTS", "TOWER_STABILITY", "TOWER_STABILITY_PRE_PROMPT", "REASONING", "LERER",
+           "PYRAMID_COUNTERFACTUAL", "PYRAMID_COUNTERFACTUAL_PRE_PROMPT", "SHAPESTACKS_STABILITY",
            "prompt_for", "reasoning_variant", "PAPER_REASONING_TASKS",
            "TOWER_BUILD", "tower_build_prompt", "feedback_sentence", "NEXT_TURN", "next_turn_prompt"]
 
@@ -81,6 +87,22 @@ TOWER_STABILITY_PRE_PROMPT = (
 )
 TOWER_STABILITY = f"{TOWER_STABILITY_PRE_PROMPT} {_RETURN}"
 
+# PyramidCounterfactual-v0: the ICML 2025 causal-pyramid pre-prompt (Yes = other blocks fall), then
+# the same request for the tags.
+PYRAMID_COUNTERFACTUAL_PRE_PROMPT = (
+    "You are now viewing a pyramid of blocks. If the red block was not there, would any other blocks fall? "
+    "Answer Yes if you think that other blocks would fall if the red block was not there. Answer No if you "
+    "think that no other blocks would fall if the red block was not there."
+)
+PYRAMID_COUNTERFACTUAL = f"{PYRAMID_COUNTERFACTUAL_PRE_PROMPT} {_RETURN}"
+
+# ShapeStacksStability-v0 (ours): balanced True, about to collapse False.
+SHAPESTACKS_STABILITY = (
+    "In the image you see a stack of objects: cubes, cuboids, cylinders and spheres. Your task is to "
+    "determine if the stack is balanced. Respond with True if the stack is balanced and will stay as it "
+    f"is, or False if it is unbalanced and about to collapse. {_RETURN}"
+)
+
 # The paper's reasoning sentences (Appendix A.4, TopBlockXOnly-v0 with long generation).
 REASONING = (
     "Provide your reasoning between <think> and </think>. You can think about the problem for as "
@@ -106,10 +128,13 @@ PROMPTS: dict[str, str] = {
 
 # The tasks of DESIGN.md section 8's worlds. Apart from PROMPTS, which code that loops over the
 # paper's four tasks reads (the tiny model's tokenizer and format training among it).
-WORLD_PROMPTS: dict[str, str] = {"tower_stability": TOWER_STABILITY}
+WORLD_PROMPTS: dict[str, str] = {"tower_stability": TOWER_STABILITY,
+                                 "pyramid_counterfactual": PYRAMID_COUNTERFACTUAL,
+                                 "shapestacks_stability": SHAPESTACKS_STABILITY}
 # World task -> the study's pre-prompt, which its WORLD_PROMPTS entry extends by our request for the
 # tags: the log-probability judge (agents.logprob) scores the bare answers after the pre-prompt alone.
-PRE_PROMPTS: dict[str, str] = {"tower_stability": TOWER_STABILITY_PRE_PROMPT}
+PRE_PROMPTS: dict[str, str] = {"tower_stability": TOWER_STABILITY_PRE_PROMPT,
+                               "pyramid_counterfactual": PYRAMID_COUNTERFACTUAL_PRE_PROMPT}
 
 # Tasks whose reasoning variant the paper gives; the others' are ours (same construction).
 PAPER_REASONING_TASKS = frozenset({"top_block_x_only"})

@@ -51,7 +51,8 @@ FEEDBACK_MODES = ("outcome", "image", "none")
 # Which tasks each protocol serves: retry needs a placement answer with a shaped reward; sequential a
 # cube that can be moved again from anywhere (the top-block cube slides at its own height, so it cannot).
 PROTOCOL_TASKS = {
-    "single": ("top_block_stability", "top_block_x_only", "side_block_x_only", "side_block_xy", "tower_stability"),
+    "single": ("top_block_stability", "top_block_x_only", "side_block_x_only", "side_block_xy", "tower_stability",
+               "pyramid_counterfactual", "shapestacks_stability"),
     "retry": ("top_block_x_only", "side_block_x_only", "side_block_xy"),
     "sequential": ("side_block_x_only", "side_block_xy"),
     "build": ("tower_build",),

@@ -23,6 +23,9 @@ Families:
 * ``stability`` (``TowerStability-v0``): a tower of 2-7 cubes of random edge, turn about
   the vertical, colour and x/y offset; its generator is :func:`envs.stability_towers.stability_tower`.
   Like ``top_block``, every cube is part of the tower and ``target`` is the top one.
+* ``shapestacks`` (``ShapeStacksStability-v0``): a stack of 2-6 cubes, cuboids, cylinders and
+  spheres (:attr:`Cube.shape`); its generator is :func:`envs.shapestacks.shape_stack`. Every
+  block is part of the tower, ``target`` the top one.
 
 Scenes reached during a multi-step episode (``info["scene_now"]``) hold the poses a
 simulation left, so a cube may carry an ``orientation`` (a fallen cube lies turned).
@@ -37,7 +40,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Cube", "Scene", "top_block", "side_block", "tower_build", "PALETTE", "RED", "GREY", "FAMILIES",
-           "IDENTITY"]
+           "IDENTITY", "SHAPES", "check_shape"]
 
 # Distinct saturated colours (RGB, 0-255), far apart in hue so that cubes can
 # be told apart by colour; red is reserved for the side-block's moved cube.
@@ -54,10 +57,12 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 # The base cube of TowerBuild-v0: darker than the grey floor, and never a colour an answer names.
 GREY = (90, 90, 90)
 COLOR_NAMES = {**{v: k for k, v in PALETTE.items()}, RED: "red", GREY: "grey"}
-FAMILIES = ("top_block", "side_block", "build", "stability")
+FAMILIES = ("top_block", "side_block", "build", "stability", "shapestacks", "pyramid")
 # Families whose every cube is the tower, the target the top one.
-_WHOLE_TOWER = ("top_block", "stability")
+_WHOLE_TOWER = ("top_block", "stability", "shapestacks")
 IDENTITY = (0.0, 0.0, 0.0, 1.0)  # xyzw quaternion of an upright cube
+# Block shapes (Cube.shape): ShapeStacks' (Groth et al. 2018) cuboids, cylinders and spheres, and cubes.
+SHAPES = ("cube", "cuboid", "cylinder", "sphere")
 BUILD_SLOTS = (-3.35, -1.75, 1.75, 3.35)
 BUILD_JITTER = 0.1
 BUILD_SIZE_LIMITS = (0.5, 1.2)  # edges larger than 1.2 would make neighbouring slots overlap
@@ -68,7 +73,16 @@ SIDE_OFFSET_RANGE = (1.5, 3.5)
 
 @dataclass(frozen=True)
 class Cube:
-    """One cube: centre ``(x, y, z)`` and edge ``size`` in block edges, ``color`` RGB 0-255."""
+    """One block: centre ``(x, y, z)`` and edge ``size`` in block edges, ``color`` RGB 0-255.
+
+    A cube unless ``shape`` says otherwise (:data:`SHAPES`; ``ShapeStacksStability-v0``):
+    ``extents`` are then the full x, y and z extents in the block's own frame, block edges
+    (``orientation`` turns that frame): a ``cuboid``'s sides, a ``cylinder``'s diameter twice
+    and its length along its own z axis (upright when ``orientation`` leaves z vertical, on its
+    side when it turns z horizontal), a ``sphere``'s diameter three times. ``size`` is then the
+    largest extent, so code that reads ``size`` as a cube's edge sees a bound of the block.
+    Density 1 throughout: a block's mass is its volume (a cube's ``size**3``).
+    """
 
     x: float
     y: float
@@ -76,6 +90,8 @@ class Cube:
     size: float = 1.0
     color: tuple[int, int, int] = RED
     orientation: tuple[float, float, float, float] = IDENTITY
+    shape: str = "cube"
+    extents: tuple[float, float, float] | None = None
 
     def overlaps(self, other: Cube, eps: float = 1e-6) -> bool:
         """True when the two cubes, taken as axis-aligned, share volume (touching is not overlapping)."""
@@ -171,6 +187,13 @@ class Scene:
             d = {**asdict(c), "color": list(c.color), "orientation": list(c.orientation)}
             if c.orientation == IDENTITY:  # upright cubes (every initial scene) keep the short form
                 del d["orientation"]
+            # Cubes keep the form they had before other shapes existed (the other ids' infos, bit for bit).
+            if c.shape == "cube":
+                del d["shape"]
+            if c.extents is None:
+                del d["extents"]
+            else:
+                d["extents"] = list(c.extents)
             cubes.append(d)
         return {"family": self.family, "target": self.target, "cubes": cubes}
 
@@ -194,18 +217,47 @@ class Scene:
             cubes = tuple(
                 Cube(float(c["x"]), float(c["y"]), float(c["z"]), float(c["size"]),
                      tuple(int(v) for v in c["color"]),  # type: ignore[arg-type]
-                     tuple(float(v) for v in c.get("orientation", IDENTITY)))  # type: ignore[arg-type]
+                     tuple(float(v) for v in c.get("orientation", IDENTITY)),  # type: ignore[arg-type]
+                     str(c.get("shape", "cube")),
+                     None if c.get("extents") is None else tuple(float(v) for v in c["extents"]))  # type: ignore[arg-type]
                 for c in data["cubes"]
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"bad cube in scene: {exc!r}; each cube needs x, y, z, size, color") from exc
         if any(len(c.orientation) != 4 for c in cubes):
             raise ValueError("a cube's orientation must be an xyzw quaternion of 4 numbers")
+        for c in cubes:
+            check_shape(c)
         target = int(data["target"])
         if not 0 <= target < len(cubes) or (data["family"] in _WHOLE_TOWER and target == 0) or (
                 data["family"] == "build" and target != 0):
             raise ValueError(f"scene target {target} does not name a movable cube of {len(cubes)}")
         return cls(data["family"], cubes, target)
+
+
+def check_shape(cube: Cube) -> None:
+    """Check a block's ``shape`` and ``extents`` (see :class:`Cube`).
+
+    Raises:
+        ValueError: an unknown shape; a cube with extents; another shape without three positive
+            extents, ``size`` not their largest, a cylinder whose x and y extents differ, or a
+            sphere whose three differ.
+    """
+    if cube.shape not in SHAPES:
+        raise ValueError(f"a block's shape must be one of {SHAPES}, got {cube.shape!r}")
+    if cube.shape == "cube":
+        if cube.extents is not None:
+            raise ValueError(f"a cube has no extents (its edge is size); got extents={cube.extents}")
+        return
+    e = cube.extents
+    if e is None or len(e) != 3 or not all(v > 0 for v in e):
+        raise ValueError(f"a {cube.shape} needs three positive extents (block edges), got {e!r}")
+    if abs(cube.size - max(e)) > 1e-9:
+        raise ValueError(f"a {cube.shape}'s size must be its largest extent {max(e)}, got {cube.size}")
+    if cube.shape == "cylinder" and abs(e[0] - e[1]) > 1e-9:
+        raise ValueError(f"a cylinder's x and y extents are its diameter and must be equal, got {e}")
+    if cube.shape == "sphere" and max(e) - min(e) > 1e-9:
+        raise ValueError(f"a sphere's three extents are its diameter and must be equal, got {e}")
 
 
 def _check_range(n_blocks: tuple[int, int], lo: int, hi: int) -> None:

@@ -78,6 +78,8 @@ class TowerEnv(gym.Env):
     * ``tower_stability`` (``TowerStability-v0``): will the tower of 2-7 cubes fall? ``Yes``
       means it **falls** (the ICML 2025 pre-prompt, :data:`envs.prompts.TOWER_STABILITY`);
       ``n_blocks=(2, 4)`` and ``(5, 7)`` are that study's splits. Single-step only.
+    * ``pyramid_counterfactual`` (``PyramidCounterfactual-v0``): without the red block, Yes = others fall.
+    * ``shapestacks_stability`` (``ShapeStacksStability-v0``, :mod:`envs.shapestacks`): ``True`` = balanced.
 
     ## Action Space
 

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import pyramids, shapestacks, stability_towers
 from . import scenes as scene_lib
-from . import stability_towers
 from .answers import BINARY_LABELS
 from .physics import Verdict, World
 from .scenes import Scene
@@ -65,15 +65,22 @@ FAMILY_SPECS: dict[str, FamilySpec] = {
     "build": FamilySpec(scene_lib.tower_build, kwargs=("sizes",)),
     stability_towers.FAMILY: FamilySpec(stability_towers.stability_tower, stability_towers.StabilityWorld,
                                         info=stability_towers.tower_info),
+    pyramids.FAMILY: FamilySpec(pyramids.pyramid, pyramids.PyramidWorld, range_kwarg="rows",
+                                question=pyramids.counterfactual, info=pyramids.pyramid_info),
+    shapestacks.FAMILY: FamilySpec(shapestacks.shape_stack, shapestacks.ShapeStacksWorld, kwargs=("difficulty",),
+                                   range_kwarg="height", info=shapestacks.stack_info),
 }
 
 # The tasks of DESIGN.md section 8's worlds: task -> (family, answer format, default range).
 WORLD_TASKS: dict[str, tuple[str, str, tuple[int, int]]] = {
     "tower_stability": (stability_towers.FAMILY, "binary", stability_towers.N_BLOCKS_LIMITS),
+    "pyramid_counterfactual": (pyramids.FAMILY, "binary", pyramids.ROWS_LIMITS),
+    "shapestacks_stability": (shapestacks.FAMILY, "true_false", shapestacks.HEIGHT_LIMITS),
 }
 # What the first answer of each binary task asserts (envs.rewards.YES_MEANS): the ICML 2025
-# pre-prompt asks "Will the tower fall?".
-YES_MEANS: dict[str, str] = {"top_block_stability": "stable", "tower_stability": "falls"}
+# pre-prompts ask "Will the tower fall?" and "would any other blocks fall?".
+YES_MEANS: dict[str, str] = {"top_block_stability": "stable", "tower_stability": "falls",
+                             "pyramid_counterfactual": "falls", "shapestacks_stability": "stable"}
 # Every world kwarg an env takes (None: not given). The range kwargs are the families' range_kwarg.
 WORLD_KWARGS = ("n_blocks", "rows", "height", "sizes", "difficulty")
 

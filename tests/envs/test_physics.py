@@ -113,7 +113,7 @@ def test_scene_dict_round_trip_and_errors():
     with pytest.raises(ValueError, match="lacks keys"):
         Scene.from_dict({"family": "top_block"})
     with pytest.raises(ValueError, match="family"):
-        Scene.from_dict({**scene.to_dict(), "family": "pyramid"})
+        Scene.from_dict({**scene.to_dict(), "family": "no_such_family"})
 
 
 def test_resting_height():

@@ -114,10 +114,10 @@ from .physics import (
     Verdict,
     World,
 )
-from .scenes import PALETTE, RED, Cube, Scene
+from .scenes import PALETTE, RED, Cube, Scene, check_int_range
 from .stability_towers import StabilityWorld
 
-__all__ = ["pyramid", "check_rows", "layout", "contacts", "stands", "equilibrium_margin", "com_margin",
+__all__ = ["pyramid", "layout", "contacts", "stands", "equilibrium_margin", "com_margin",
            "without_red", "pyramid_info", "counterfactual", "PyramidWorld", "FAMILY", "ROWS_LIMITS", "SIZE_RANGE",
            "BASE_GAP_RANGES", "GAP_RANGE", "COLOURS", "SHIFTS", "CONTACT_MIN", "FULL_MARGIN", "RULE_FRICTION", "MARGIN_CAP"]
 
@@ -144,26 +144,6 @@ _MAX_REDRAWS = 1000
 _Z_TOL = 1e-6  # block edges: faces this close in height touch
 _X_TOL = 1e-9  # block edges: a shorter overlap is a touch, not a contact
 
-
-def check_rows(rows: Any) -> tuple[int, int]:
-    """``rows`` as a ``(min, max)`` pair of ints within :data:`ROWS_LIMITS`.
-
-    Raises:
-        ValueError: not a pair of ints with ``2 <= min <= max <= 5``.
-    """
-    lo, hi = ROWS_LIMITS
-    message = f"rows must be a (min, max) pair of ints with {lo} <= min <= max <= {hi}, got {rows!r}"
-    try:
-        a, b = rows
-    except (TypeError, ValueError):
-        raise ValueError(message) from None
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (a, b)) \
-            or not lo <= a <= b <= hi:
-        raise ValueError(message)
-    return int(a), int(b)
-
-
-# -- the generator ---------------------------------------------------------------------------
 
 def _row(centre: float, size: float, gaps: np.ndarray) -> np.ndarray:
     xs = np.concatenate([[0.0], np.cumsum(size + gaps)])
@@ -213,7 +193,7 @@ def pyramid(rng: np.random.Generator, rows: tuple[int, int] = ROWS_LIMITS) -> Sc
     Raises:
         ValueError: ``rows`` is not a pair of ints within [2, 5].
     """
-    lo, hi = check_rows(rows)
+    lo, hi = check_int_range("rows", rows, *ROWS_LIMITS)
     n = int(rng.integers(lo, hi + 1))
     for _ in range(_MAX_REDRAWS):
         rows_xs = _layout_xs(rng, n)

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Cube", "Scene", "top_block", "side_block", "tower_build", "PALETTE", "RED", "GREY", "FAMILIES",
-           "IDENTITY", "SHAPES", "check_shape"]
+           "IDENTITY", "SHAPES", "check_shape", "check_int_range"]
 
 # Distinct saturated colours (RGB, 0-255), far apart in hue so that cubes can
 # be told apart by colour; red is reserved for the side-block's moved cube.
@@ -258,6 +258,24 @@ def check_shape(cube: Cube) -> None:
         raise ValueError(f"a cylinder's x and y extents are its diameter and must be equal, got {e}")
     if cube.shape == "sphere" and max(e) - min(e) > 1e-9:
         raise ValueError(f"a sphere's three extents are its diameter and must be equal, got {e}")
+
+
+def check_int_range(name: str, value: Any, lo: int, hi: int) -> tuple[int, int]:
+    """``value`` as a ``(min, max)`` pair of ints with ``lo <= min <= max <= hi`` (a world's
+    ``n_blocks``, ``rows`` or ``height`` kwarg, named ``name`` in the error).
+
+    Raises:
+        ValueError: not such a pair (names the value and the bounds).
+    """
+    message = f"{name} must be a (min, max) pair of ints with {lo} <= min <= max <= {hi}, got {value!r}"
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (a, b)) \
+            or not lo <= a <= b <= hi:
+        raise ValueError(message)
+    return int(a), int(b)
 
 
 def _check_range(n_blocks: tuple[int, int], lo: int, hi: int) -> None:

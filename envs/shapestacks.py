@@ -113,7 +113,7 @@ import numpy as np
 from . import shape_geometry as geom
 from .bullet import pybullet as p
 from .physics import World
-from .scenes import IDENTITY, PALETTE, Cube, Scene
+from .scenes import IDENTITY, PALETTE, Cube, Scene, check_int_range
 from .shape_geometry import (
     ON_SIDE,
     contact_set,
@@ -126,7 +126,7 @@ from .shape_geometry import (
 )
 from .stability_towers import SOLVER_ITERATIONS, yaw_of
 
-__all__ = ["shape_stack", "check_height", "check_difficulty", "kind_of", "volume", "level_margins", "com_margin",
+__all__ = ["shape_stack", "check_difficulty", "kind_of", "volume", "level_margins", "com_margin",
            "difficulty_level", "stack_info", "ShapeStacksWorld", "FAMILY", "HEIGHT_LIMITS", "DIFFICULTIES",
            "DIMENSIONS", "P_STABLE", "P_PLANAR", "R_EASY", "R_HARD", "VIOLATION_DEPTH",
            "EASY_MARGIN", "SAFE_MARGIN", "HARD_MARGIN", "VISIBLE_OFFSET", "DEPTH_SCALE",
@@ -174,23 +174,6 @@ ROLLING_FRICTION = 0.002
 _OFFSET_TRIES = 200
 _MAX_ATTEMPTS = 1000
 _EPS = 1e-9
-
-
-def check_height(height: Any) -> tuple[int, int]:
-    """``height`` as a ``(min, max)`` pair of ints within :data:`HEIGHT_LIMITS`.
-
-    Raises:
-        ValueError: not a pair of ints with ``2 <= min <= max <= 6``.
-    """
-    lo, hi = HEIGHT_LIMITS
-    msg = f"height must be a (min, max) pair of ints with {lo} <= min <= max <= {hi}, got {height!r}"
-    try:
-        a, b = height
-    except (TypeError, ValueError):
-        raise ValueError(msg) from None
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (a, b)) or not lo <= a <= b <= hi:
-        raise ValueError(msg)
-    return int(a), int(b)
 
 
 def check_difficulty(difficulty: Any) -> str | None:
@@ -370,7 +353,7 @@ def shape_stack(rng: np.random.Generator, height: tuple[int, int] = HEIGHT_LIMIT
     Raises:
         ValueError: ``height`` or ``difficulty`` out of range.
     """
-    lo, hi = check_height(height)
+    lo, hi = check_int_range("height", height, *HEIGHT_LIMITS)
     level = check_difficulty(difficulty)
     n = int(rng.integers(lo, hi + 1))
     if level is None:

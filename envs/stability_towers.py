@@ -70,9 +70,9 @@ import numpy as np
 
 from .bullet import pybullet as p
 from .physics import World
-from .scenes import PALETTE, Cube, Scene
+from .scenes import PALETTE, Cube, Scene, check_int_range
 
-__all__ = ["stability_tower", "check_n_blocks", "footprint", "support_polygon", "signed_distance", "com_margin",
+__all__ = ["stability_tower", "footprint", "support_polygon", "signed_distance", "com_margin",
            "yaw_of", "tower_info", "StabilityWorld", "SOLVER_ITERATIONS", "SIZE_RANGE", "ROTATION_RANGE",
            "N_BLOCKS_LIMITS", "OFFSET_RANGES", "FAMILY"]
 
@@ -92,25 +92,6 @@ _AREA_EPS = 1e-12  # block edges squared: a thinner overlap is a touch, not a su
 # iterations leave no disagreement beyond 0.02 edges at 1.4x the cost; 200 and 400 change only
 # scenes within 0.02 of the threshold, at 2x and 2.8x.
 SOLVER_ITERATIONS = 100
-
-
-def check_n_blocks(n_blocks: Any) -> tuple[int, int]:
-    """``n_blocks`` as a ``(min, max)`` pair of ints within :data:`N_BLOCKS_LIMITS`.
-
-    Raises:
-        ValueError: not a pair of ints with ``2 <= min <= max <= 7``.
-    """
-    lo, hi = N_BLOCKS_LIMITS
-    try:
-        a, b = n_blocks
-    except (TypeError, ValueError):
-        raise ValueError(f"n_blocks must be a (min, max) pair of ints with {lo} <= min <= max <= {hi}, "
-                         f"got {n_blocks!r}") from None
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (a, b)) \
-            or not lo <= a <= b <= hi:
-        raise ValueError(f"n_blocks must be a (min, max) pair of ints with {lo} <= min <= max <= {hi}, "
-                         f"got {n_blocks!r}")
-    return int(a), int(b)
 
 
 def _quaternion(yaw_deg: float) -> tuple[float, float, float, float]:
@@ -264,7 +245,7 @@ def stability_tower(rng: np.random.Generator, n_blocks: tuple[int, int] = N_BLOC
     Raises:
         ValueError: ``n_blocks`` is not a pair of ints within [2, 7].
     """
-    lo, hi = check_n_blocks(n_blocks)
+    lo, hi = check_int_range("n_blocks", n_blocks, *N_BLOCKS_LIMITS)
     n = int(rng.integers(lo, hi + 1))
     names = list(PALETTE)
     colours = [PALETTE[names[i]] for i in rng.choice(len(names), size=n, replace=False)]

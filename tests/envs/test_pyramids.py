@@ -1,15 +1,12 @@
 """PyramidCounterfactual-v0 (DESIGN.md section 8): the ICML 2025 causal pyramids; Yes means other blocks fall."""
 
 import json
-import pickle
-import warnings
 from collections import Counter
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs import pyramids as pm
@@ -53,14 +50,6 @@ def test_registered_as_a_world_not_one_of_the_papers_tasks():
     assert ENV_ID not in envs.ENV_IDS + envs.MULTI_STEP_ENV_IDS + envs.REAL_ENV_IDS
     assert "pyramid_counterfactual" not in envs.TASKS
     assert gym.make(f"envs:{ENV_ID}").unwrapped.task == "pyramid_counterfactual"
-
-
-@pytest.mark.parametrize("render_mode", [None, "rgb_array"])
-def test_check_env(render_mode):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        check_env(gym.make(ENV_ID, render_mode=render_mode, image_size=64).unwrapped)
-    assert not [str(w.message) for w in caught]
 
 
 def test_prompt_is_the_icml_pre_prompt_plus_our_one_sentence():
@@ -175,41 +164,12 @@ def test_info_keys_and_values():
     assert STEP_KEYS | WORLD_KEYS <= set(step_info) and step_info["outcome"] == "correct"
 
 
-def test_same_seed_same_episode_bitwise_and_different_seeds_differ():
-    a, b = gym.make(ENV_ID, image_size=64), gym.make(ENV_ID, image_size=64, rows=(2, 5))
-    obs_a, info_a = a.reset(seed=7)
-    b.reset(seed=123)  # a different history must not matter
-    obs_b, info_b = b.reset(seed=7)
-    assert obs_a["image"].tobytes() == obs_b["image"].tobytes() and info_a == info_b
-    assert a.step("<answer>Yes</answer>")[1:] == b.step("<answer>Yes</answer>")[1:]
-    scenes = {json.dumps(pm.pyramid(np.random.default_rng(s)).to_dict()) for s in range(10)}
-    assert len(scenes) == 10
-
-
-def test_replay_from_info_scene_through_json():
-    env = gym.make(ENV_ID, render_mode="rgb_array", image_size=64)
-    obs, info = env.reset(seed=11)
-    result = env.step("<answer>No</answer>")
-    replay = gym.make(ENV_ID, render_mode="rgb_array", image_size=64)
-    obs_r, info_r = replay.reset(seed=999, options={"scene": json.loads(json.dumps(info["scene"]))})
-    assert obs_r["image"].tobytes() == obs["image"].tobytes() and info_r == info
-    assert replay.step("<answer>No</answer>")[1:] == result[1:]
-
-
 def test_replay_rejects_another_familys_scene_and_vice_versa():
     _, info = gym.make("TowerStability-v0", image_size=16).reset(seed=1)
     with pytest.raises(ValueError, match="'pyramid'"):
         gym.make(ENV_ID).reset(options={"scene": info["scene"]})
     with pytest.raises(ValueError, match="'stability'"):
         gym.make("TowerStability-v0").reset(options={"scene": STANDS.to_dict()})
-
-
-def test_pickle_mid_episode():
-    env = gym.make(ENV_ID, image_size=16)
-    _, info = env.reset(seed=3)
-    clone = pickle.loads(pickle.dumps(env))
-    assert clone.step(info["optimal_action"])[1:] == env.step(info["optimal_action"])[1:]
-    assert isinstance(clone.unwrapped._world, pm.PyramidWorld)
 
 
 # -- the generator ------------------------------------------------------------------------------

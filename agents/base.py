@@ -61,10 +61,7 @@ def task_name_of(observation: Mapping[str, Any]) -> str | None:
 def polarity_of(observation: Mapping[str, Any]) -> tuple[tuple[str, str], str]:
     """``(labels, yes_means)`` of a binary observation's task (:func:`envs.worlds.polarity`): e.g.
     ``(("Yes", "No"), "falls")`` for ``TowerStability-v0``, recognised from ``info`` or the prompt."""
-    task, fmt = _task_and_format(observation)
-    if task is None and fmt == "true_false":
-        return ("True", "False"), "stable"
-    return polarity(task)
+    return polarity(*_task_and_format(observation))
 
 
 def _reasoning_or_none(prompt: str) -> str | None:

@@ -150,6 +150,10 @@ class LogProbJudge:
             ValueError: an observation is not of a binary (Yes/No) task.
             KeyError: an observation lacks ``"image"`` or ``"prompt"``.
         """
+        return self._score(observations)[0]
+
+    def _score(self, observations: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, list]:
+        """:meth:`log_probabilities` and each observation's :meth:`scoring_plan`, planned once."""
         import torch
 
         self._check_binary(observations)
@@ -164,7 +168,7 @@ class LogProbJudge:
                 logps = self.agent.completion_logprobs(repeated, completions)
             sums = np.array([float(lp.double().sum()) for lp in logps], dtype=np.float64)
             out[start:start + len(chunk)] = sums.reshape(len(chunk), 2)
-        return out
+        return out, plans
 
     def probabilities(self, observations: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """``P(Yes)`` renormalised over {Yes, No}: float64 array of shape ``(len(observations),)`` in [0, 1].
@@ -183,12 +187,11 @@ class LogProbJudge:
         Raises:
             ValueError: an observation is not of a binary (Yes/No) task.
         """
-        logp = self.log_probabilities(observations)
+        logp, plans = self._score(observations)
         if logp.size == 0:
             return [], np.zeros(0, dtype=np.float64)
         p_yes = np.exp(logp[:, 0] - np.logaddexp(logp[:, 0], logp[:, 1]))
-        answers = [self.scoring_plan(obs)[2] for obs in observations]
-        return [a[int(i)] for a, i in zip(answers, np.argmax(logp, axis=1))], p_yes
+        return [plan[2][int(i)] for plan, i in zip(plans, np.argmax(logp, axis=1))], p_yes
 
     def act(self, observations: Sequence[Mapping[str, Any]]) -> list[str]:
         """The more probable answer per observation: ``"<answer>Yes</answer>"`` when

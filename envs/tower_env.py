@@ -53,11 +53,10 @@ class TowerEnv(gym.Env):
 
     ## Description
 
-    Each episode shows one seeded scene (:mod:`envs.scenes`): a tower whose top
-    cube is displaced (``top_block``), a tower with a red cube on the floor
-    beside it (``side_block``), a grey base cube with coloured cubes on the
-    floor (``build``), or a tower of cubes of random edge, turn and offset
-    (``stability``, :mod:`envs.stability_towers`). The agent answers in text,
+    Each episode shows one seeded scene of a family (:mod:`envs.scenes`, :mod:`envs.worlds`):
+    a tower whose top cube is displaced (``top_block``), a tower with a red cube on the floor
+    beside it (``side_block``), a grey base cube with coloured cubes on the floor (``build``),
+    or a world of DESIGN.md section 8 (towers, pyramids, shape stacks). The agent answers in text,
     inside ``<answer>...</answer>``; the answer is simulated in pybullet
     (:mod:`envs.physics`). A single-step episode ends there; a multi-step one
     (``interaction``, :mod:`envs.protocols`) goes on for up to ``max_turns`` turns.
@@ -75,30 +74,25 @@ class TowerEnv(gym.Env):
     * ``tower_build`` (``TowerBuild-v0``, always multi-step): ``COLOUR, X`` lifts that
       floor cube and sets it down at X in [-600, 600] from the base cube's centre
       (:mod:`envs.build`).
-    * ``tower_stability`` (``TowerStability-v0``): will the tower of 2-7 cubes fall? ``Yes``
-      means it **falls** (the ICML 2025 pre-prompt, :data:`envs.prompts.TOWER_STABILITY`);
-      ``n_blocks=(2, 4)`` and ``(5, 7)`` are that study's splits. Single-step only.
-    * ``pyramid_counterfactual`` (``PyramidCounterfactual-v0``): without the red block, Yes = others fall.
-    * ``shapestacks_stability`` (``ShapeStacksStability-v0``, :mod:`envs.shapestacks`): ``True`` = balanced.
+    * the worlds, single-step: ``tower_stability`` (``TowerStability-v0``, will it fall? Yes =
+      falls), ``pyramid_counterfactual`` (``PyramidCounterfactual-v0``, would others fall without
+      the red block? Yes = they fall), ``shapestacks_stability`` (``ShapeStacksStability-v0``,
+      ``True`` = balanced); their modules :mod:`envs.stability_towers`, :mod:`envs.pyramids`,
+      :mod:`envs.shapestacks` give scenes, splits and rules.
 
     ## Action Space
 
-    ``Text`` of up to 2**17 printable characters, newlines included
-    (:func:`envs.answers.completion_space`): the action is the whole completion,
-    and a reasoning completion runs to thousands of tokens before its answer, so
-    the declared space holds 32k tokens' worth. Any ``str`` is accepted and judged
-    all the same (model output can hold any character, at any length); the answer
-    is read from the last ``<answer>...</answer>`` block
-    (:func:`envs.answers.parse_answer`). Bad answers are outcomes, never errors.
+    ``Text`` of up to 2**17 printable characters (:func:`envs.answers.completion_space`): the
+    whole completion, 32k tokens of reasoning included. Any ``str`` is accepted and judged (model
+    output can hold any character, at any length); the answer is the last ``<answer>...</answer>``
+    block (:func:`envs.answers.parse_answer`). Bad answers are outcomes, never errors.
 
     ## Observation Space
 
     Single-step: ``Dict(image=Box(0, 255, (image_size, image_size, 3), uint8), prompt=Text)``;
-    the observation returned by ``step`` is the one from ``reset`` (the episode has
-    ended); the simulated result is in ``info`` and in ``render()``. Multi-step adds
-    ``history``: a ``Sequence`` (tuple) of the earlier turns, each
-    ``Dict(image, prompt, answer)``, oldest first, so a chat is rebuilt exactly from
-    one observation; ``image`` and ``prompt`` are this turn's (see :mod:`envs.protocols`).
+    ``step`` returns the observation of ``reset`` (the result is in ``info`` and ``render()``).
+    Multi-step adds ``history``: a tuple of the earlier turns, each ``Dict(image, prompt, answer)``,
+    oldest first, so one observation rebuilds the chat (:mod:`envs.protocols`).
 
     ## Rewards
 
@@ -400,7 +394,7 @@ class TowerEnv(gym.Env):
 
     def optimal_action(self) -> str:
         """The oracle's answer for the current state."""
-        return self._optimal_action(self.state, self._initial)
+        return self._optimal_action(self.state)
 
     # -- judging ---------------------------------------------------------
     def _judge_binary(self, value: str | None) -> tuple[float, str]:
@@ -473,7 +467,7 @@ class TowerEnv(gym.Env):
             "offset": None if build else start.offset,
             "n_blocks": len(start.cubes) - 1 if build else start.n_blocks,
             "stable_initially": self._initial.stable,
-            "optimal_action": self._optimal_action(self.state, self._initial),
+            "optimal_action": self._optimal_action(self.state),
         }
         if self.task in WORLD_TASKS:
             info.update(yes_means=self.yes_means, falls=not self._question[0], **self._question[1])
@@ -481,7 +475,7 @@ class TowerEnv(gym.Env):
             info.update(self._spec.info(start))
         return info
 
-    def _optimal_action(self, scene: Scene, initial: Verdict) -> str:
+    def _optimal_action(self, scene: Scene) -> str:
         if is_binary(self.answer_format):
             truth = binary_truth(self._question[0], self.yes_means, BINARY_LABELS[self.answer_format])
             return f"<answer>{truth}</answer>"

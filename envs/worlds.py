@@ -85,14 +85,15 @@ YES_MEANS: dict[str, str] = {"top_block_stability": "stable", "tower_stability":
 WORLD_KWARGS = ("n_blocks", "rows", "height", "sizes", "difficulty")
 
 
-def polarity(task: str | None) -> tuple[tuple[str, str], str]:
+def polarity(task: str | None, answer_format: str | None = None) -> tuple[tuple[str, str], str]:
     """``(labels, yes_means)`` of a binary task: its two answers and what the first asserts.
 
     ``task`` is ``info["task"]`` (or a registered id's ``task`` kwarg); any task that is not a
     world of :data:`WORLD_TASKS` (``top_block_stability``, ``real_tower_stability``, None) is
-    the 2026 paper's ``(("Yes", "No"), "stable")``.
+    the 2026 paper's ``(("Yes", "No"), "stable")``, its labels those of ``answer_format`` when
+    given (a task known only by its format, e.g. an unknown prompt asking True or False).
     """
-    fmt = WORLD_TASKS[task][1] if task in WORLD_TASKS else "binary"
+    fmt = WORLD_TASKS[task][1] if task in WORLD_TASKS else (answer_format or "binary")
     return BINARY_LABELS.get(fmt, BINARY_LABELS["binary"]), YES_MEANS.get(task, "stable")
 
 

@@ -67,6 +67,14 @@ class EpisodeRecord:
     difficulty: float | None = None
     difficulty_level: str | None = None
 
+    @property
+    def truth_falls(self) -> bool | None:
+        """The binary question's truth as "falls": ``falls`` where the world records it, else
+        ``not stable_initially`` (None when neither is known)."""
+        if self.falls is not None:
+            return self.falls
+        return None if self.stable_initially is None else not self.stable_initially
+
 
 @dataclass
 class EvaluationResult:

@@ -135,6 +135,6 @@ def compare_judgements(agent: Any, env_id: str = "TopBlockStability-v0", n_episo
     logprob.agent = "LogProbJudge"
     sampled = evaluate(judge.agent, env_id, n_episodes, seed, batch_size, env_kwargs=dict(env_kwargs or {}))
     _, yes_means = env_polarity(env_id)
-    falls = np.array([bool(e.falls if e.falls is not None else not e.stable_initially) for e in logprob.episodes])
+    falls = np.array([bool(e.truth_falls) for e in logprob.episodes])
     yes_correct = falls if yes_means == "falls" else ~falls
     return JudgementComparison(env_id, n_episodes, seed, sampled, logprob, np.array(recorder.p_yes), yes_correct)

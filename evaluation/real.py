@@ -334,11 +334,10 @@ def bias_scores(result: EvaluationResult, edges: tuple[float, ...] | None = None
     """
     episodes = result.episodes
     labels, yes_means = env_polarity(result.env_id)
-    if not episodes or any((e.stable_initially is None and e.falls is None)
-                           or e.parsed_action not in (*labels, None) for e in episodes):
+    if not episodes or any(e.truth_falls is None or e.parsed_action not in (*labels, None) for e in episodes):
         raise ValueError(f"bias_scores needs the episodes of a binary task (answers {' / '.join(labels)}), "
                          f"got {result.env_id!r} with {len(episodes)} episodes")
-    truth = np.array([float(e.falls if e.falls is not None else not e.stable_initially) for e in episodes])
+    truth = np.array([float(e.truth_falls) for e in episodes])
     said = verdicts([e.parsed_action for e in episodes], labels, yes_means)
     by_n = bias_by_group(truth, said, [e.n_blocks for e in episodes])
     by_d: dict[str, BiasScore] = {}

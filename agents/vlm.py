@@ -23,6 +23,7 @@ from typing import Any
 
 from .backends.base import EVAL_DECODING, AdapterRequest, Completion, GenerationBackend, SamplingParams
 from .backends.vllm import MULTI_TURN_MAX_IMAGES, VLLM_EXTRA
+from .backends.vllm_server import VLLMServerBackend
 from .chat import chat_prompt, check_max_history_turns, prompts_and_images
 
 __all__ = ["VLMAgent", "ModelNotFoundError", "load_processor"]
@@ -235,7 +236,7 @@ class VLMAgent:
                 reuse the embedded tiny model (:func:`agents.tiny.tiny_model_path`).
             adapter: folder of a PEFT LoRA adapter to load and activate (name ``"default"``).
             load_in_4bit: quantise the language model to 4-bit NF4 (bitsandbytes).
-            backend: ``"hf"`` (transformers ``generate``), ``"vllm"``, or a ready backend.
+            backend: ``"hf"`` (transformers ``generate``), ``"vllm"``, ``"vllm-server"`` (``backend_options``: ``urls``...), or a ready backend.
             sampling: default sampling settings for :meth:`act` / :meth:`sample` (default
                 :data:`~agents.backends.base.EVAL_DECODING`: temperature 1.0, min_p 0.1, 64 tokens).
             device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available.
@@ -243,7 +244,7 @@ class VLMAgent:
             batch_size: most prompts per ``generate`` call of the ``hf`` backend.
             seed: sampling seed; overrides ``sampling.seed`` when given. Every call is
                 seeded with it, so the agent is a deterministic function of each batch.
-            backend_options: keyword arguments of the ``vllm`` backend
+            backend_options: keyword arguments of the ``vllm`` / ``vllm-server`` backend
                 (:class:`~agents.backends.vllm.VLLMBackend`: ``max_lora_rank``, ``enforce_eager``,
                 ``gpu_memory_utilization``...). With ``load_in_4bit`` on CUDA the engine quantises
                 the same base in flight (``quantization="bitsandbytes"``) unless these say otherwise,
@@ -264,8 +265,8 @@ class VLMAgent:
         path = _locate_model(name_or_path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = _torch_dtype(dtype, device)
-        if isinstance(backend, str) and backend not in ("hf", "vllm"):
-            raise ValueError(f"unknown backend {backend!r}; use 'hf' or 'vllm' (or pass a GenerationBackend)")
+        if isinstance(backend, str) and backend not in ("hf", "vllm", "vllm-server"):
+            raise ValueError(f"unknown backend {backend!r}; use 'hf', 'vllm' or 'vllm-server' (or pass a GenerationBackend)")
         vllm_backend_cls = None
         if backend == "vllm":  # fail before the (slow) model load
             import importlib.util
@@ -293,6 +294,8 @@ class VLMAgent:
             options.setdefault("max_images_per_prompt", MULTI_TURN_MAX_IMAGES if max_history_turns is None
                                else max_history_turns + 1)
             backend_obj = vllm_backend_cls(model_path=path, processor=processor, dtype=torch_dtype, **options)
+        elif backend == "vllm-server":
+            backend_obj = VLLMServerBackend(model_path=path, processor=processor, **(backend_options or {}))
         else:
             backend_obj = backend
         if seed is not None:

@@ -87,7 +87,7 @@ def _train_sb3(args: argparse.Namespace) -> int:
 # subcommand's handler is set with ``set_defaults(func=...)`` and returns an exit code.
 SUBCOMMAND_MODULES: tuple[str, ...] = ("cubeworld.cli_probe", "cubeworld.cli_attention", "cubeworld.cli_real",
                                        "cubeworld.cli_matrix", "cubeworld.cli_landscape", "cubeworld.cli_pretrain",
-                                       "cubeworld.cli_curves", "cubeworld.cli_export")
+                                       "cubeworld.cli_curves", "cubeworld.cli_export", "cubeworld.cli_serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 # loaded, since an exception of a module never imported cannot have been raised, and importing
 # training.trainer (torch) just to name its exception would slow every error.
 _USER_ERRORS = (("gymnasium.error", "Error"), ("agents.vlm", "ModelNotFoundError"),
-                ("training.trainer", "NothingToResumeError"))
+                ("training.trainer", "NothingToResumeError"), ("agents.backends.vllm_server", "RolloutServerError"))
 
 
 def user_errors() -> tuple[type[Exception], ...]:

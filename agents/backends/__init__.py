@@ -1,8 +1,10 @@
 """Generation backends behind one interface (:mod:`agents.backends.base`).
 
 ``hf`` (:class:`agents.backends.hf.HFBackend`) is the default; ``vllm`` lives in
-``agents.backends.vllm`` and needs the ``cubeworld[vllm]`` extra. Backends are
-imported lazily, so ``import agents.backends`` needs neither torch nor vLLM.
+``agents.backends.vllm`` and needs the ``cubeworld[vllm]`` extra; ``vllm-server``
+(``agents.backends.vllm_server``) samples on vLLM servers over HTTP (``cubeworld
+serve-rollouts`` starts one). Backends are imported lazily, so ``import agents.backends``
+needs neither torch nor vLLM.
 """
 
 from __future__ import annotations

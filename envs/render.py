@@ -5,7 +5,8 @@ above, and frames x in about [-4.5, 4.5] block edges at the tower, wide enough
 for every side-block scene; the tower stands in the middle of the image. The
 room is a plain grey floor and a lighter grey back wall. Rendering uses
 pybullet's CPU TinyRenderer, so images are bitwise reproducible across runs
-and machines with the same pybullet build.
+and machines with the same pybullet build. This is the ``"plain"`` style; the others, and
+domain randomisation, are :mod:`envs.styles` (rendered by :mod:`envs.look_render`).
 
 Why the room is rendered once: TinyRenderer's cost grows with the pixels it
 shades, and the floor and wall cover the whole image (about 13 ms at 256x256
@@ -24,7 +25,8 @@ import numpy as np
 
 from .bullet import pybullet as p
 
-__all__ = ["render_rgb", "room_image", "add_room", "camera_matrices", "FLOOR_RGBA", "WALL_RGBA", "CAMERA_EYE", "CAMERA_TARGET", "FOV_DEG"]
+__all__ = ["render_rgb", "room_image", "add_room", "camera_matrices", "FLOOR_RGBA", "WALL_RGBA", "CAMERA_EYE",
+           "CAMERA_TARGET", "FOV_DEG", "LIGHT_DIRECTION", "NEAR", "FAR", "WALL_Y"]
 
 FLOOR_RGBA = (0.55, 0.55, 0.55, 1.0)
 WALL_RGBA = (0.75, 0.75, 0.75, 1.0)
@@ -73,16 +75,18 @@ def _camera_image(client: int, width: int, height: int) -> tuple[np.ndarray, np.
     return rgb, np.asarray(seg).reshape(height, width)
 
 
-def add_room(client: int, visible: bool) -> None:
+def add_room(client: int, visible: bool, floor_rgba: tuple[float, ...] = FLOOR_RGBA,
+             wall_rgba: tuple[float, ...] = WALL_RGBA) -> None:
     """Add the room to ``client``: the floor (a collision plane) and, if ``visible``, its
-    grey visuals and the back wall. An invisible floor (alpha 0) is skipped by TinyRenderer."""
+    visuals (grey unless ``floor_rgba`` / ``wall_rgba``, RGBA 0-1, say otherwise) and the back
+    wall. An invisible floor (alpha 0) is skipped by TinyRenderer."""
     col = p.createCollisionShape(p.GEOM_PLANE, physicsClientId=client)
-    rgba = FLOOR_RGBA if visible else (0.0, 0.0, 0.0, 0.0)
+    rgba = floor_rgba if visible else (0.0, 0.0, 0.0, 0.0)
     vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[30, 30, 0.01], rgbaColor=rgba,
                               visualFramePosition=[0, 0, -0.01], physicsClientId=client)
     p.createMultiBody(0, col, vis, physicsClientId=client)
     if visible:
-        wall = p.createVisualShape(p.GEOM_BOX, halfExtents=[30, 0.01, 15], rgbaColor=WALL_RGBA,
+        wall = p.createVisualShape(p.GEOM_BOX, halfExtents=[30, 0.01, 15], rgbaColor=wall_rgba,
                                    physicsClientId=client)
         p.createMultiBody(0, -1, wall, basePosition=[0, WALL_Y, 15], physicsClientId=client)
 

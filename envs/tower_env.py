@@ -24,6 +24,7 @@ from .rewards import (
     placement_reward,
 )
 from .scenes import Scene
+from .styles import Styler
 from .worlds import FAMILY_SPECS, WORLD_KWARGS, WORLD_TASKS, YES_MEANS
 
 __all__ = ["TowerEnv", "TASKS", "ALL_TASKS", "YES_MEANS"]
@@ -45,7 +46,6 @@ ALL_TASKS: dict[str, tuple[str, str, tuple[int, int]]] = {
 # Block edges: resting cubes of a simulated state interpenetrate by up to ~1e-4 (measured: 2e-5 per
 # contact); placements on such a state treat that as touching, not as overlap.
 SETTLED_CONTACT_TOL = 1e-3
-
 
 
 class TowerEnv(gym.Env):
@@ -106,41 +106,36 @@ class TowerEnv(gym.Env):
 
     ## Episode End
 
-    Single-step: ``terminated=True`` after the one answer; ``truncated`` is always
-    False. Multi-step: ``terminated`` on success (and, build, on a collapse or when no
-    cube is left to lift), ``truncated`` after ``max_turns`` turns otherwise.
-    :meth:`judge` scores an answer on the current state without taking a turn, so a
-    group of answers to one state (GRPO) costs one reset.
+    Single-step: ``terminated=True`` after the one answer; ``truncated`` is always False. Multi-step:
+    ``terminated`` on success (and, build, on a collapse or when no cube is left to lift), ``truncated``
+    after ``max_turns`` turns otherwise. :meth:`judge` scores an answer on the current state without
+    taking a turn, so a group of answers to one state (GRPO) costs one reset.
 
     ## Info
 
-    After ``reset``: ``task`` and ``answer_format`` (``binary``, ``x``, ``xy`` or
-    ``colour_x``), ``scene`` (the initial scene, JSON-serialisable;
-    ``reset(options={"scene": ...})`` replays it exactly), ``offset`` (target cube's
-    x offset from the tower axis, block edges; None for build), ``n_blocks`` (cubes in
-    the tower; build: coloured cubes), ``optimal_action`` (the answer text an oracle
-    gives for the state the next answer acts on; read from the privileged scene),
-    and ``stable_initially`` (simulated verdict of the scene as shown). After
-    ``step`` also: ``parsed_action``, ``parse_error``, ``outcome`` (see
-    :data:`envs.rewards.OUTCOMES`), ``distance`` (``d``, or None),
-    ``stable_after`` (verdict after the answer, or None when nothing was
-    simulated) and ``sim_steps``. Multi-step, after ``reset`` and every ``step``:
-    ``interaction``, ``max_turns``, ``attempt`` (turns answered, 1-based; 0 after
-    reset), ``success``, ``scene_now`` (the state the next turn acts on); build adds
-    ``movable_colours`` and, after a step, ``tower_height`` and ``gain``. The worlds of DESIGN.md
-    section 8 add ``yes_means`` and ``falls`` (the question's simulated truth: the tower, or for a
-    counterfactual the rest of it, falls) and their own keys (:mod:`envs.worlds`;
-    ``tower_stability``: :func:`envs.stability_towers.tower_info`, where ``offset`` is the top
-    cube's x offset from the cube below).
+    After ``reset``: ``task`` and ``answer_format`` (``binary``, ``x``, ``xy`` or ``colour_x``), ``scene``
+    (the initial scene, JSON-serialisable; ``reset(options={"scene": ...})`` replays it exactly), ``offset``
+    (target cube's x offset from the tower axis, block edges; None for build), ``n_blocks`` (cubes in the
+    tower; build: coloured cubes), ``optimal_action`` (the answer text an oracle gives for the state the
+    next answer acts on; read from the privileged scene), and ``stable_initially`` (simulated verdict of the
+    scene as shown). After ``step`` also: ``parsed_action``, ``parse_error``, ``outcome`` (see
+    :data:`envs.rewards.OUTCOMES`), ``distance`` (``d``, or None), ``stable_after`` (verdict after the
+    answer, or None when nothing was simulated) and ``sim_steps``. Multi-step, after ``reset`` and every
+    ``step``: ``interaction``, ``max_turns``, ``attempt`` (turns answered, 1-based; 0 after reset),
+    ``success``, ``scene_now`` (the state the next turn acts on); build adds ``movable_colours`` and, after
+    a step, ``tower_height`` and ``gain``. The worlds of DESIGN.md section 8 add ``yes_means`` and ``falls``
+    (the question's simulated truth: the tower, or for a counterfactual the rest of it, falls) and their own
+    keys (:mod:`envs.worlds`; ``tower_stability``: :func:`envs.stability_towers.tower_info`, where
+    ``offset`` is the top cube's x offset from the cube below).
 
     ## Arguments
 
     * ``task``: one of :data:`ALL_TASKS`.
-    * ``render_mode``: None or ``"rgb_array"`` (the current state; after a step,
-      the answer's result simulated to rest).
-    * ``prompt``: replaces the task's (first turn's) prompt, used verbatim.
-    * ``reasoning``: use the long-reasoning prompt variant.
+    * ``render_mode``: None or ``"rgb_array"`` (the current state; after a step, the answer's result at rest).
+    * ``prompt``: replaces the task's (first turn's) prompt, used verbatim; ``reasoning``: its long-reasoning variant.
     * ``image_size``: side of the square image, pixels (default 256).
+    * ``style`` (``"plain"``, ``"lerer"``) and ``randomise`` (bool or dict): the images' look, once
+      per episode (:mod:`envs.styles`); scenes, verdicts and rewards are the same under every look.
     * ``n_blocks``: ``(min, max)`` cubes in the tower (build: coloured cubes, within [1, 4];
       ``tower_stability``: within [2, 7], default ``(2, 7)``).
     * ``interaction``: ``"single"`` (default), ``"retry"``, ``"sequential"``; build is
@@ -179,6 +174,7 @@ class TowerEnv(gym.Env):
         rows: tuple[int, int] | None = None,
         height: tuple[int, int] | None = None,
         difficulty: str | None = None,
+        style: str = "plain", randomise: bool | dict[str, float] = False,
     ) -> None:
         if task not in ALL_TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {sorted(ALL_TASKS)}")
@@ -207,6 +203,7 @@ class TowerEnv(gym.Env):
         self._spec.generate(np.random.default_rng(0), self.n_blocks, **self._generator_kwargs)
         self.render_mode = render_mode
         self.image_size = image_size
+        self.styler = Styler(style, randomise)
         self.reasoning = reasoning
         # The build prompt names the episode's colours: made at reset unless given.
         self._prompt_override = prompt
@@ -245,6 +242,7 @@ class TowerEnv(gym.Env):
             ValueError: ``options["scene"]`` is not a scene of this task's family.
         """
         super().reset(seed=seed)
+        self.styler.new_episode(self.np_random)  # leaves np_random as it was: the scene draws below are unchanged
         if options and options.get("scene") is not None:
             scene = Scene.from_dict(options["scene"])
             if scene.family != self.family:
@@ -255,7 +253,7 @@ class TowerEnv(gym.Env):
             scene = self._spec.generate(self.np_random, self.n_blocks, **self._generator_kwargs)
         self._start = self._scene = scene
         self._world.load(scene)
-        image = self._world.render(self.image_size, self.image_size)
+        image = self.styler.render(self._world, self.image_size)
         initial = self._world.settle()
         self._initial = initial
         self._question = self._spec.question(self._world, scene, initial)
@@ -340,6 +338,7 @@ class TowerEnv(gym.Env):
 
     def close(self) -> None:
         self._world.close()
+        self.styler.close()
 
     # -- the state, for the protocols (envs.protocols) --------------------
     @property
@@ -374,7 +373,7 @@ class TowerEnv(gym.Env):
         """The last answer's result at rest, ``(image_size, image_size, 3)`` uint8 (cached; not a copy)."""
         if self._frame is None:
             self.settle_result()
-            self._frame = self._world.render(self.image_size, self.image_size)
+            self._frame = self.styler.render(self._world, self.image_size)
         return self._frame
 
     def world_state(self) -> Scene:

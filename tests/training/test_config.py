@@ -154,7 +154,12 @@ INVALID = [
     (dict(vllm_max_model_len=-1), "vllm_max_model_len must be >= 0 (0: the model's own)"),
     (dict(vllm_sleep_mode=True, backend="vllm", device="cpu"), "vllm_sleep_mode needs backend='vllm' on CUDA"),
     (dict(vllm_enforce_eager="no"), "vllm_enforce_eager must be true or false"),
-    (dict(backend="tgi"), "backend must be one of ['hf', 'vllm']"),
+    (dict(backend="tgi"), "backend must be one of ['hf', 'vllm', 'vllm-server']"),
+    (dict(backend="vllm-server"), "backend=vllm-server needs vllm_server_urls"),
+    (dict(vllm_server_urls=["http://127.0.0.1:8000"]), "vllm_server_urls is set but backend='hf'"),
+    (dict(backend="vllm-server", vllm_server_urls=["127.0.0.1:8000"]), "URL '127.0.0.1:8000' is not http(s)://HOST[:PORT]"),
+    (dict(backend="vllm-server", vllm_server_urls="http://a:1,http://a:1/"), "vllm_server_urls lists a server twice"),
+    (dict(backend="vllm-server", vllm_server_urls=["http://a:1"], vllm_server_timeout_s=0), "vllm_server_timeout_s must be > 0"),
     (dict(device="gpu"), "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got 'gpu'"),
     (dict(dtype="bf16"), "dtype must be one of ['auto', 'bfloat16', 'float16', 'float32']"),
     (dict(target_modules=[]), "target_modules must be a non-empty list"),
@@ -198,6 +203,9 @@ def test_valid_edge_cases():
         {"load_in_4bit": False, "backend": "hf", "device": "cuda:1", "dtype": None, "max_history_turns": None}
     assert TrainConfig(backend="vllm", device="cpu").tis_enabled and not TrainConfig().tis_enabled
     assert not TrainConfig(backend="vllm", tis_correction=False).tis_enabled
+    server = TrainConfig(backend="vllm-server", vllm_server_urls="http://127.0.0.1:8000/, https://h:1")
+    assert server.tis_enabled and server.agent_kwargs()["backend_options"] == \
+        {"urls": ["http://127.0.0.1:8000", "https://h:1"], "api_key": None, "timeout_s": 600.0}
     assert TrainConfig(tis_correction=True).tis_enabled
 
 

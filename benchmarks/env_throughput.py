@@ -22,7 +22,12 @@ agree). A third does the worlds of DESIGN.md section 8 (``envs.WORLD_ENV_IDS``),
 and largest scenes (7-cube towers, 15-block pyramids), against the physics-core floor
 (:mod:`world_throughput`).
 
-    python benchmarks/env_throughput.py [--episodes 300] [--ids ID ...]
+A fourth table prices the rendering styles (DESIGN.md section 9, :mod:`envs.styles`): the
+``env`` loop of each single-step id with ``style="lerer"``, with ``randomise=True`` (on the
+lerer and on the plain look), against the default plain look, same seeds and answers, in the
+same run (``--style-episodes``; 0 skips it).
+
+    python benchmarks/env_throughput.py [--episodes 300] [--style-episodes 100] [--ids ID ...]
 
 Goals (issue 2): >= 60 episodes/s per core, env <= 1.15x raw (multi-step too), >= 1.7x with 2 workers.
 """
@@ -43,6 +48,7 @@ from envs.answers import parse_answer, sample_legal_answer
 from envs.physics import GRAVITY, TIME_STEP
 from envs.render import FLOOR_RGBA, LIGHT_DIRECTION, WALL_RGBA, WALL_Y, camera_matrices, room_image
 from envs.scenes import side_block, top_block
+from envs.tower_env import ALL_TASKS
 
 
 def _episodes(env_id: str, n: int):
@@ -56,8 +62,8 @@ def _episodes(env_id: str, n: int):
     return [(seed, sample_legal_answer(fmt, rng)) for seed in range(n)]
 
 
-def bench_env(env_id: str, episodes) -> float:
-    env = gym.make(env_id)
+def bench_env(env_id: str, episodes, **kwargs) -> float:
+    env = gym.make(env_id, **kwargs)
     start = time.perf_counter()
     for seed, answer in episodes:
         env.reset(seed=seed)
@@ -181,6 +187,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=300, help="episodes per env id and contender")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--style-episodes", type=int, default=100,
+                        help="episodes per id and look in the style table (0: no style table)")
     parser.add_argument("--ids", nargs="+", choices=envs.ENV_IDS + envs.MULTI_STEP_ENV_IDS + envs.WORLD_ENV_IDS,
                         metavar="ID", help="measure only these ids (default: every id but the real photos)")
     args = parser.parse_args()
@@ -215,6 +223,40 @@ def main() -> None:
         if rows or multi:
             print()
         world_throughput.print_table(world_throughput.run(max(1, args.episodes // 3), worlds))
+    styled = [i for i in envs.ENV_IDS + envs.WORLD_ENV_IDS if i in ids]
+    if styled and args.style_episodes > 0:
+        print()
+        print_style_table(style_rows(styled, args.style_episodes))
+
+
+# (label, env kwargs) of the looks the style table compares; the first is the reference.
+LOOKS = (("plain", {}), ("lerer", {"style": "lerer"}), ("lerer+rand", {"style": "lerer", "randomise": True}),
+         ("plain+rand", {"randomise": True}))
+
+
+def style_rows(ids, n: int) -> list[tuple[str, list[float]]]:
+    """Episodes/s of the ``env`` loop under each look of :data:`LOOKS`, per id (seeds 0..n-1, random legal answers)."""
+    rows = []
+    for env_id in ids:
+        fmt = ALL_TASKS[gym.spec(env_id).kwargs["task"]][1]
+        rng = np.random.default_rng(0)
+        episodes = [(seed, sample_legal_answer(fmt, rng)) for seed in range(n)]
+        rates = []
+        for _, kwargs in LOOKS:
+            bench_env(env_id, episodes[:5], **kwargs)  # warm-up: caches, textures, first backdrop
+            rates.append(bench_env(env_id, episodes, **kwargs))
+        rows.append((env_id, rates))
+    return rows
+
+
+def print_style_table(rows) -> None:
+    head = "".join(f" {label + ' eps/s':>16}" for label, _ in LOOKS)
+    ratios = "".join(f" {label + ' x':>13}" for label, _ in LOOKS[1:])
+    print(f"{'env id (styles)':<26}{head}{ratios}")
+    for env_id, rates in rows:
+        print(f"{env_id:<26}" + "".join(f" {r:>16.1f}" for r in rates)
+              + "".join(f" {rates[0] / r:>13.2f}" for r in rates[1:]))
+    print("(x: time per episode against plain, same run)")
 
 
 if __name__ == "__main__":

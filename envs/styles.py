@@ -26,13 +26,14 @@ Styles
     other palette colours are painted the same way (same hue), so a scene's colours stay
     tellable apart and ``TowerBuild-v0``'s colour names stay true;
   - light: soft, from above and in front, a little from the left; faint, soft shadows;
-  - camera: looking down about 13 degrees (the top face of a 3-4 cube tower's top cube shows
-    about a quarter of its front face's height), a longer lens than plain (30 degrees of
+  - camera: looking down 25 degrees at the middle of the frame, about 18 degrees at the top
+    of a 3-4 cube tower (whose top cube's top face shows about a third of its front face's
+    height: atan(1/3) = 18 degrees), a longer lens than plain (30 degrees of
     field of view: edges that should be parallel barely converge), the tower's foot about
-    85% of the way down the frame. The one deliberate difference: the photos frame about 6
-    block edges at the tower, this camera 9.6 (x in +-4.8), because the side-block scenes
-    reach 4.2 edges to the side and ``TowerStability-v0``'s towers 6.3 high (with a margin
-    for the camera jitter of randomisation);
+    85% of the way down the frame. The photos frame about 6 block edges at the tower (a cube
+    is a sixth of the width); ``TopBlockStability-v0``'s scenes fit such a frame, the wider
+    and taller ones do not (side blocks reach 4.2 edges to the side, ``TowerStability-v0``'s
+    towers 6.3 up), so the frame is per scene family (:data:`LERER_FRAMES`, :func:`style_look`);
   - photo: slightly soft (a 0.7 px Gaussian at 256 px), a little sensor noise, JPEG.
 
 Domain randomisation
@@ -76,7 +77,7 @@ import numpy as np
 
 from . import render
 
-__all__ = ["Look", "STYLES", "PLAIN", "LERER", "RANDOMISE_DEFAULTS", "check_randomise", "draw_look",
+__all__ = ["Look", "STYLES", "PLAIN", "LERER", "LERER_FRAMES", "lerer_camera", "style_look", "RANDOMISE_DEFAULTS", "check_randomise", "draw_look",
            "derive_rng", "paint", "Styler"]
 
 Vec3 = tuple[float, float, float]
@@ -144,20 +145,50 @@ def _rgb(rgba: tuple[float, ...]) -> RGB:
 PLAIN = Look("plain", render.CAMERA_EYE, render.CAMERA_TARGET, 0.0, render.FOV_DEG, render.LIGHT_DIRECTION,
              (1.0, 1.0, 1.0), 0.55, 0.5, 0.0, "room", _rgb(render.FLOOR_RGBA), _rgb(render.WALL_RGBA))
 
-_LERER_ELEVATION, _LERER_FOV, _LERER_TARGET_Z = 13.0, 30.0, 3.2
-# Distance at which the 30-degree frame spans x in +-4.8 edges at the tower axis (see the module docstring).
-_LERER_DISTANCE = 4.8 / math.tan(math.radians(_LERER_FOV / 2))
+_LERER_ELEVATION, _LERER_FOV = 25.0, 30.0  # degrees
+# Half the width the lerer camera frames at the tower axis, block edges, per scene family: as close to
+# the photos' 3 as the family's scenes allow (side blocks and build slots reach 4.2 edges to the side,
+# stability towers 6.3 up), with a margin for randomisation's camera jitter. Other families: 4.8.
+LERER_FRAMES: dict[str, float] = {"top_block": 3.3, "side_block": 4.8, "build": 4.8, "stability": 4.0,
+                                  "pyramid": 4.0, "shapestacks": 3.5}
+
+
+def lerer_camera(frame: float) -> tuple[Vec3, Vec3]:
+    """``(eye, target)`` of the lerer camera framing x in +-``frame`` block edges at the tower axis.
+
+    It looks down by 25 degrees through a 30-degree lens at ``z = 0.7 * frame`` on the axis, which
+    puts the floor there about 85% of the way down the frame, as in the photos.
+    """
+    distance = frame / math.tan(math.radians(_LERER_FOV / 2))
+    target_z = 0.7 * frame
+    eye = (0.0, -distance * math.cos(math.radians(_LERER_ELEVATION)),
+           target_z + distance * math.sin(math.radians(_LERER_ELEVATION)))
+    return eye, (0.0, 0.0, target_z)
+
+
 LERER = Look(
-    "lerer",
-    eye=(0.0, -_LERER_DISTANCE * math.cos(math.radians(_LERER_ELEVATION)),
-         _LERER_TARGET_Z + _LERER_DISTANCE * math.sin(math.radians(_LERER_ELEVATION))),
-    target=(0.0, 0.0, _LERER_TARGET_Z), roll=0.0, fov=_LERER_FOV,
+    "lerer", *lerer_camera(4.8), roll=0.0, fov=_LERER_FOV,
     light_direction=(-0.35, -0.6, 1.0), light_colour=(1.0, 0.98, 0.95),  # a slightly warm, soft key light
-    ambient=0.6, diffuse=0.45, specular=0.05,
-    backdrop="cloth", floor_rgb=(222, 218, 213), wall_rgb=(203, 199, 194), wrinkles=0.035,
+    ambient=0.45, diffuse=0.6, specular=0.05,  # the photos' top faces lit brightest, the sides darker
+    backdrop="cloth", floor_rgb=(222, 218, 213), wall_rgb=(203, 199, 194), wrinkles=0.05,
     paint="lerer", wood=0.15, shadow=0.35, shadow_blur=6.0, blur=0.7, noise=2.0, jpeg=85,
 )
 STYLES: dict[str, Look] = {"plain": PLAIN, "lerer": LERER}
+
+
+def style_look(style: str, family: str | None = None) -> Look:
+    """The look of ``style`` for scenes of ``family`` (:data:`envs.scenes.FAMILIES`): lerer's camera
+    frames each family as tightly as :data:`LERER_FRAMES` says; plain's is one for all.
+
+    Raises:
+        ValueError: an unknown style.
+    """
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; expected one of {sorted(STYLES)}")
+    if style == "lerer" and family in LERER_FRAMES:
+        eye, target = lerer_camera(LERER_FRAMES[family])
+        return replace(LERER, eye=eye, target=target)
+    return STYLES[style]
 
 # The photos' paint (by eye, see the module docstring), by the scene's colour (envs.scenes.PALETTE,
 # RED, GREY); the colours the photos lack are painted at the same hue, as dark and saturated.
@@ -310,17 +341,17 @@ class Styler:
     Args:
         style: a key of :data:`STYLES`.
         randomise: see :func:`check_randomise`.
+        family: the env's scene family (:func:`style_look`), or None.
 
     Raises:
         ValueError: an unknown style or a bad ``randomise``.
     """
 
-    def __init__(self, style: str = "plain", randomise: Any = False) -> None:
-        if style not in STYLES:
-            raise ValueError(f"unknown style {style!r}; expected one of {sorted(STYLES)}")
+    def __init__(self, style: str = "plain", randomise: Any = False, family: str | None = None) -> None:
+        self.base = style_look(style, family)
         self.style = style
         self.amounts = check_randomise(randomise)
-        self.look: Look = STYLES[style]
+        self.look: Look = self.base
         self._renderer = None
 
     @property
@@ -331,7 +362,7 @@ class Styler:
     def new_episode(self, np_random: np.random.Generator) -> None:
         """Draw this episode's look from ``np_random`` (:func:`derive_rng`: its state is left as it was)."""
         if self.amounts:
-            self.look = draw_look(STYLES[self.style], self.amounts, derive_rng(np_random))
+            self.look = draw_look(self.base, self.amounts, derive_rng(np_random))
 
     def render(self, world: Any, size: int) -> np.ndarray:
         """``(size, size, 3)`` uint8: the loaded scene of ``world`` (an :class:`envs.physics.World`),

@@ -203,7 +203,7 @@ class TowerEnv(gym.Env):
         self._spec.generate(np.random.default_rng(0), self.n_blocks, **self._generator_kwargs)
         self.render_mode = render_mode
         self.image_size = image_size
-        self.styler = Styler(style, randomise)
+        self.styler = Styler(style, randomise, self.family)
         self.reasoning = reasoning
         # The build prompt names the episode's colours: made at reset unless given.
         self._prompt_override = prompt

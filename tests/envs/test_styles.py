@@ -22,6 +22,7 @@ from envs.styles import (
     derive_rng,
     draw_look,
     paint,
+    style_look,
 )
 from envs.tower_env import ALL_TASKS
 from envs.worlds import FAMILY_SPECS
@@ -149,8 +150,8 @@ def test_lerer_camera_frames_every_family_and_paints_colours_apart():
     renderer = LookRenderer()
     from envs.look_render import _corners, look_matrices
 
-    view, proj = look_matrices(LERER, 256, 256)
     for task, (family, _, block_range) in ALL_TASKS.items():
+        view, proj = look_matrices(style_look("lerer", family), 256, 256)
         rng = np.random.default_rng(0)
         for _ in range(30):
             scene = FAMILY_SPECS[family].generate(rng, block_range)

@@ -24,7 +24,8 @@ import envs
 from envs.answers import sample_legal_answer
 from envs.atomic import atomic_path
 
-__all__ = ["DemoRow", "run_demo", "format_table", "default_env_ids", "style_grid", "grid_name"]
+__all__ = ["DemoRow", "run_demo", "format_table", "default_env_ids", "style_grid", "grid_name", "style_sheet",
+           "write_style_sheet"]
 
 GRID_TILE = 128  # pixels per image in the grid PNG
 
@@ -93,6 +94,30 @@ def style_grid(rows: list[list[np.ndarray]], tile: int = GRID_TILE) -> np.ndarra
             small = Image.fromarray(image).resize((tile, tile), Image.Resampling.BILINEAR)
             grid[i * tile:(i + 1) * tile, j * tile:(j + 1) * tile] = np.asarray(small.convert("RGB"))
     return grid
+
+
+# The ids of the style sheet: one scene of each family.
+SHEET_IDS = ("TopBlockStability-v0", "SideBlockXY-v0", "TowerBuild-v0", "TowerStability-v0",
+             "PyramidCounterfactual-v0", "ShapeStacksStability-v0")
+
+
+def style_sheet(env_ids: tuple[str, ...] = SHEET_IDS, seed: int = 0, draws: int = 3) -> np.ndarray:
+    """One scene per id (seed ``seed``) per row: plain, lerer, then ``draws`` lerer looks under
+    ``randomise=True`` (the scene replayed with seeds ``seed + 1 ..``), as :func:`style_grid`."""
+    rows = []
+    for env_id in env_ids:
+        obs, info = gym.make(env_id).reset(seed=seed)
+        row = [obs["image"], gym.make(env_id, style="lerer").reset(seed=seed)[0]["image"]]
+        styled = gym.make(env_id, style="lerer", randomise=True)
+        row += [styled.reset(seed=seed + 1 + k, options={"scene": info["scene"]})[0]["image"] for k in range(draws)]
+        rows.append(row)
+    return style_grid(rows)
+
+
+def write_style_sheet(path: str | Path, **kwargs) -> None:
+    """Save :func:`style_sheet` (``kwargs``) as a PNG: the README's ``docs/styles.png``, 283 KB at three draws."""
+    with atomic_path(Path(path)) as tmp:
+        Image.fromarray(style_sheet(**kwargs)).save(tmp, format="PNG", optimize=True)
 
 
 def run_demo(out_dir: str | Path, n_episodes: int = 50, n_images: int = 4, seed: int = 0,

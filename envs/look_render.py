@@ -211,10 +211,7 @@ class LookRenderer:
         self.close()
 
     def __getstate__(self) -> dict:
-        return {}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__()
+        return {"_client": None, "_backdrops": {}}
 
     def render(self, scene: Scene, look: Look, width: int, height: int) -> np.ndarray:
         """``(height, width, 3)`` uint8: ``scene``'s blocks, at their poses, under ``look``."""

@@ -192,3 +192,12 @@ def test_demo_writes_a_grid_of_the_style(tmp_path):
     with Image.open(tmp_path / grid_name("lerer", True)) as grid:
         assert grid.size == (3 * 128, 2 * 128) and grid.mode == "RGB"
     assert grid_name() == "grid_plain.png"
+
+
+def test_look_renderer_pickles_without_its_client():
+    env = gym.make("TopBlockStability-v0").unwrapped
+    env.reset(seed=1)
+    renderer = LookRenderer()
+    image = renderer.render(env._world.scene_now(), LERER, 32, 32)
+    copy = pickle.loads(pickle.dumps(renderer))
+    assert copy.render(env._world.scene_now(), LERER, 32, 32).tobytes() == image.tobytes()

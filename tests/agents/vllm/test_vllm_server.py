@@ -12,7 +12,9 @@ whole process group: the API server and vLLM's engine process). Checked:
 * the server killed mid-run fails the next step with :class:`RolloutServerError` naming its URL and how
   to continue; once a server is back on that URL, ``train(resume=True)`` finishes the run from the last
   checkpoint, its updates served too;
-* a wrong API key, an unreachable URL and a server command without a key give clear errors.
+* multi-image chats (a multi-step observation's earlier turns) are served with log-probs equal to the
+  learner's, seeded requests repeat, and a prompt over the server's image limit, a wrong API key, an
+  unreachable URL and a server command without a key give clear errors.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class RolloutServer:
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "cubeworld", "serve-rollouts", "tiny-base", "--port", str(self.port),
-                 "--api-key", self.key, "--dtype", "float32", "--max-lora-rank", "8", "--max-images-per-prompt", "1"],
+                 "--api-key", self.key, "--dtype", "float32", "--max-lora-rank", "8", "--max-images-per-prompt", "4"],
                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -194,18 +196,40 @@ def test_training_on_a_rollout_server_serves_every_update_and_resumes_after_a_cr
     assert moved, "the adapter never changed: the comparisons above would prove nothing"
 
 
-def test_a_wrong_key_an_unreachable_server_and_a_keyless_server_command_fail_clearly(server, monkeypatch, capsys):
-    from agents.vlm import _locate_model, load_processor
+def _multi_step(observations, n_turns: int) -> dict:
+    """A multi-step observation over real scenes: ``n_turns`` earlier turns (scenes 0..), then scene ``n_turns``."""
+    history = tuple({"image": observations[k]["image"], "prompt": observations[0]["prompt"] if k == 0
+                     else "It fell. Try again.", "answer": f"<answer>{30 * k - 45}</answer>"} for k in range(n_turns))
+    return {"image": observations[n_turns]["image"], "prompt": "It fell. Try again.", "history": history}
+
+
+def test_multi_image_chats_match_teacher_forcing_and_errors_are_clear(server, observations, monkeypatch, capsys):
+    from agents.vlm import VLMAgent, _locate_model, load_processor
     from cubeworld.cli import main
 
     server.start()
+    agent = VLMAgent.from_pretrained("tiny-base", backend="vllm-server", device="cpu", dtype="float32",
+                                     backend_options={"urls": [server.url], "api_key": server.key})
+    batch = [observations[5], _multi_step(observations, 1), _multi_step(observations, 3)]
+    assert [p.count("<|image_pad|>") for p in agent.prompts_and_images(batch)[0]] == [1, 2, 4]
+    params = SamplingParams(temperature=1.0, max_new_tokens=24, n=2, seed=13)
+    groups = agent.sample(batch, params=params)
+    completions = [c for g in groups for c in g]
+    assert len(completions) == 6 and all(c.token_ids for c in completions)
+    with torch.no_grad():
+        scored = agent.completion_logprobs([o for o, g in zip(batch, groups) for _ in g],
+                                           [c.token_ids for c in completions])
+    worst = max((got - torch.tensor(c.logprobs)).abs().max().item() for c, got in zip(completions, scored))
+    assert worst < TOL, f"the server's multi-image log-probs differ from the learner's by {worst:.2e}"
+    again = [c.token_ids for g in agent.sample(batch, params=params) for c in g]
+    assert again == [c.token_ids for c in completions]  # seeded requests repeat
+    with pytest.raises(RolloutServerError, match=re.escape(f"rollout server {server.url} answered") + ".*HTTP 400"):
+        agent.sample([_multi_step(observations, 4)], params=params)  # 5 images, over the server's 4
+
     path = _locate_model("tiny-base")
     processor = load_processor(path)
     with pytest.raises(RolloutServerError, match="rejected the API key"):
         VLLMServerBackend([server.url], processor, path, api_key="not-the-key")
-    backend = VLLMServerBackend([server.url], processor, path, api_key=server.key)
-    assert backend.generate([], [], SamplingParams()) == []
-
     nobody = f"http://127.0.0.1:{_free_port()}"
     with pytest.raises(RolloutServerError, match=re.escape(f"rollout server {nobody} is unreachable")):
         VLLMServerBackend([nobody], processor, path, api_key="k", timeout_s=10)

@@ -18,9 +18,10 @@ What it does, and why:
 * Adapters are published through vLLM's runtime LoRA loading (``/v1/load_lora_adapter``, server
   started with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``), adapter-only, from the PEFT folder the
   trainer saved: the folder must be readable by every server at the same path. Every new
-  ``(name, version)`` is loaded under a new served name ``NAME@vVERSION`` (vLLM keys its caches,
+  ``(name, version)`` is loaded under a new served name ``NAME@TAG.vVERSION`` (vLLM keys its caches,
   prefix cache included, by the adapter's id, so re-loading under an old name could keep serving old
-  weights); the previous version is unloaded. As the in-process backend, the adapter is loaded when
+  weights); the previous version is unloaded. ``TAG`` is random per backend: a resumed run (or a
+  second trainer) on a server that still holds a crashed run's adapters never collides with them. As the in-process backend, the adapter is loaded when
   the first ``generate`` asks for the new version, i.e. after the trainer's publish.
 * Requests are spread over the servers round-robin, one request per prompt (its ``n`` samples),
   sent concurrently so that each server batches them. With a seed, prompt ``i`` is seeded
@@ -153,6 +154,7 @@ class VLLMServerBackend:
         self.eos_token_ids, self.suppress_token_ids = self._special_ids(self.model_path)
         self.base_model = {url: self._served_base(url) for url in self.urls}
         self._served: dict[str, str] = {}  # adapter name -> served name of its loaded version
+        self._tag = secrets.token_hex(4)
         self._known_adapters: dict[str, AdapterRequest] = {}
         self._next = 0  # round-robin position
 
@@ -236,7 +238,7 @@ class VLLMServerBackend:
                 raise ValueError(f"adapter {request.name!r} has no folder: vLLM servers load LoRA adapters from "
                                  "disk; save it in PEFT format and pass AdapterRequest(name, path=folder, version=...)")
             request = known if request.version == 0 else AdapterRequest(request.name, known.path, request.version)
-        served = f"{request.name}@v{request.version}"
+        served = f"{request.name}@{self._tag}.v{request.version}"
         previous = self._served.get(request.name)
         if previous != served:
             path = os.path.abspath(request.path)

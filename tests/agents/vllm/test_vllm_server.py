@@ -203,7 +203,10 @@ def _multi_step(observations, n_turns: int) -> dict:
     return {"image": observations[n_turns]["image"], "prompt": "It fell. Try again.", "history": history}
 
 
-def test_multi_image_chats_match_teacher_forcing_and_errors_are_clear(server, observations, monkeypatch, capsys):
+def test_multi_image_chats_match_teacher_forcing_and_errors_are_clear(server, observations, tmp_path, monkeypatch,
+                                                                     capsys):
+    from peft import LoraConfig
+
     from agents.vlm import VLMAgent, _locate_model, load_processor
     from cubeworld.cli import main
 
@@ -225,6 +228,15 @@ def test_multi_image_chats_match_teacher_forcing_and_errors_are_clear(server, ob
     assert again == [c.token_ids for c in completions]  # seeded requests repeat
     with pytest.raises(RolloutServerError, match=re.escape(f"rollout server {server.url} answered") + ".*HTTP 400"):
         agent.sample([_multi_step(observations, 4)], params=params)  # 5 images, over the server's 4
+
+    # Two backends (a resumed run while the server kept a crashed run's adapters) publish the same version.
+    agent.load_adapter(LoraConfig(r=8, lora_alpha=8, target_modules=["q_proj", "v_proj"]), name="default")
+    agent.model.save_pretrained(str(tmp_path / "v1"))
+    agent.mark_adapter_updated(path=tmp_path / "v1")
+    agent.sample(batch[:1], params=params)
+    other = VLLMServerBackend([server.url], agent.processor, agent.backend.model_path, api_key=server.key)
+    assert other.generate(*agent.prompts_and_images(batch[:1]), params, adapter=agent._adapter_request())
+    assert other._served["default"] != agent.backend._served["default"]
 
     path = _locate_model("tiny-base")
     processor = load_processor(path)

@@ -1,4 +1,4 @@
-"""Scenes: what is in the world, and seeded generators of the two scene families.
+"""Scenes: what is in the world, and seeded generators of the scene families.
 
 Units: every length is in block edges (the world scale of :mod:`envs.physics`
 is one world unit per block edge). ``x`` runs left to right as seen by the
@@ -26,6 +26,10 @@ Families:
 * ``shapestacks`` (``ShapeStacksStability-v0``): a stack of 2-6 cubes, cuboids, cylinders and
   spheres (:attr:`Cube.shape`); its generator is :func:`envs.shapestacks.shape_stack`. Every
   block is part of the tower, ``target`` the top one.
+* ``pyramid`` (``PyramidCounterfactual-v0``): a pyramid of 2-5 rows, the bottom row as many
+  blocks as rows, listed row by row from the bottom, each row left to right; its generator is
+  :func:`envs.pyramids.pyramid`. ``target`` is the red block, never on top, the one the
+  question removes.
 
 Scenes reached during a multi-step episode (``info["scene_now"]``) hold the poses a
 simulation left, so a cube may carry an ``orientation`` (a fallen cube lies turned).

@@ -16,6 +16,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def add_subcommand(sub: argparse._SubParsersAction) -> None:
+    from agents.backends.base import VLLM_MAX_LORA_RANKS
+
     serve = sub.add_parser(
         "serve-rollouts",
         help="start a vLLM server that a training run with backend=vllm-server generates its rollouts on",
@@ -34,7 +36,7 @@ def add_subcommand(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     serve.add_argument("--api-key", default=None, help="key clients must send; default $VLLM_API_KEY (safer: a "
                        "command line is visible to other users); one of the two is required")
-    serve.add_argument("--max-lora-rank", type=int, default=16, choices=(1, 8, 16, 32, 64, 128, 256, 320, 512),
+    serve.add_argument("--max-lora-rank", type=int, default=16, choices=VLLM_MAX_LORA_RANKS,
                        help="largest LoRA rank served, >= the run's lora_r (default: 16)")
     serve.add_argument("--max-images-per-prompt", type=int, default=8, metavar="N",
                        help="most images one prompt carries: a multi-turn chat has one per turn (default: 8)")

@@ -21,14 +21,16 @@ What it does, and why:
   ``(name, version)`` is loaded under a new served name ``NAME@TAG.vVERSION`` (vLLM keys its caches,
   prefix cache included, by the adapter's id, so re-loading under an old name could keep serving old
   weights); the previous version is unloaded. ``TAG`` is random per backend: a resumed run (or a
-  second trainer) on a server that still holds a crashed run's adapters never collides with them. As the in-process backend, the adapter is loaded when
-  the first ``generate`` asks for the new version, i.e. after the trainer's publish.
+  second trainer) on a server that still holds a crashed run's adapters never collides with them.
+  As in the in-process backend, the adapter is loaded when the first ``generate`` asks for the new
+  version, i.e. after the trainer's publish.
 * Requests are spread over the servers round-robin, one request per prompt (its ``n`` samples),
   sent concurrently so that each server batches them. With a seed, prompt ``i`` is seeded
   ``seed + i * n``, as in the in-process backend.
-* Vision tokens and embedding rows without a token are never sampled: ``logit_bias`` -100 (vLLM's
-  largest) on them; after the softmax in fp32 their probability underflows to 0. The log-probs
-  reported are the raw ones, before the bias.
+* Vision tokens and embedding rows without a token are not sampled: ``logit_bias`` -100 (the
+  OpenAI API's lowest) on them scales their probability by e^-100 (about 4e-44); a list of every
+  allowed id (``allowed_token_ids``, the in-process backend's exact mask) would put 150k ids into
+  every request of a Qwen vocabulary. The log-probs reported are the raw ones, before the bias.
 * A server that is down, refuses the connection or does not answer within ``timeout_s`` raises
   :class:`RolloutServerError` naming its URL: the training step fails, and ``cubeworld train
   --resume`` continues from the last checkpoint once the server is back.
@@ -41,7 +43,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import re
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -66,7 +67,6 @@ API_KEY_ENV = "VLLM_API_KEY"  # vLLM's own variable: the server reads it when --
 PASS_THROUGH_TEMPLATE = ("{%- for message in messages -%}{%- for part in message['content'] -%}"
                          "{%- if part['type'] == 'text' -%}{{ part['text'] }}{%- else -%}" + IMAGE_PLACEHOLDER
                          + "{%- endif -%}{%- endfor -%}{%- endfor -%}")
-_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(:\d+)?/?")
 _MOST_CONCURRENT = 64  # requests in flight per generate call; vLLM queues the rest itself
 
 
@@ -81,7 +81,16 @@ def check_server_url(url: Any) -> str:
     Raises:
         ValueError: anything else (a path, no scheme, not a string).
     """
-    if not isinstance(url, str) or not _URL.fullmatch(url.strip()):
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip()) if isinstance(url, str) else None
+        ok = (parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+              and parts.path in ("", "/") and not (parts.query or parts.fragment or parts.username)
+              and (parts.port is None or parts.port > 0))
+    except ValueError:  # a port that is no number
+        ok = False
+    if not ok:
         raise ValueError(f"rollout server URL {url!r} is not http(s)://HOST[:PORT] (no path), "
                          "e.g. http://127.0.0.1:8000")
     return url.strip().rstrip("/")
@@ -377,10 +386,15 @@ def serve_rollouts(model: str, host: str = "127.0.0.1", port: int = 8000, api_ke
                          f"{API_KEY_ENV}={secrets.token_urlsafe(16)}); the trainer sends the same key "
                          f"(vllm_server_api_key, or ${API_KEY_ENV})")
     from ..vlm import _locate_model
-    from .vllm import _import_vllm
+    from .vllm import VLLM_EXTRA, _import_vllm
 
     path = _locate_model(model)
-    _import_vllm()  # the CPU settings and work-arounds where needed, or an ImportError naming the extra
+    try:
+        _import_vllm()  # the CPU settings and work-arounds where needed
+    except ImportError as exc:
+        raise ImportError(f"serve-rollouts needs vLLM: {VLLM_EXTRA} (on a CPU-only machine: bash "
+                          "scripts/setup_vllm_env.sh, then .venv-vllm/bin/cubeworld serve-rollouts ...; import failed: "
+                          f"{exc.__cause__ or exc})") from exc
     import uvloop
     from vllm.entrypoints.launchers.api_server.entry import run_server
     from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args

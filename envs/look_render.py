@@ -54,6 +54,7 @@ WOOD_PATTERNS = 4  # grain patterns a look's blocks draw from
 _TEXTURE_SIZE = 128
 _CONTRAST_STEPS = 20  # wood contrast is rounded to 1/20: at most 21 textures per pattern are written
 LIGHT_SUM = 1.05  # the lerer look's ambient + diffuse: the cloth colours are those it lights
+RESET_EVERY = 256  # frames between emptyings of the render client (LookRenderer._clear)
 
 
 def look_matrices(look: Look, width: int, height: int) -> tuple[list[float], list[float]]:
@@ -192,6 +193,9 @@ class LookRenderer:
     def __init__(self) -> None:
         self._client: int | None = None
         self._backdrops: dict[tuple[Look, int, int], np.ndarray] = {}
+        self._bodies: list[int] = []
+        self._textures: dict[tuple[int, int], int] = {}  # (pattern, contrast level) -> pybullet texture id
+        self._frames = 0  # frames since the client was last emptied
 
     @property
     def client(self) -> int:
@@ -211,7 +215,21 @@ class LookRenderer:
         self.close()
 
     def __getstate__(self) -> dict:
-        return {"_client": None, "_backdrops": {}}
+        return {"_client": None, "_backdrops": {}, "_bodies": [], "_textures": {}, "_frames": 0}
+
+    def _clear(self, everything: bool = False) -> None:
+        """Remove the last frame's bodies; every :data:`RESET_EVERY` frames (or ``everything``) empty
+        the client, its shapes and textures too. Loading the textures anew each frame would cost
+        more than rendering, and removed bodies leave their shapes behind (about 20 KB a frame)."""
+        c = self.client
+        self._frames += 1
+        if everything or self._frames >= RESET_EVERY:
+            p.resetSimulation(physicsClientId=c)
+            self._textures, self._frames = {}, 0
+        else:
+            for body in self._bodies:
+                p.removeBody(body, physicsClientId=c)
+        self._bodies = []
 
     def render(self, scene: Scene, look: Look, width: int, height: int) -> np.ndarray:
         """``(height, width, 3)`` uint8: ``scene``'s blocks, at their poses, under ``look``."""
@@ -224,20 +242,20 @@ class LookRenderer:
         return _photo(out.astype(np.uint8), look, width)
 
     def _blocks(self, scene: Scene, look: Look, view, proj, width: int, height: int):
+        self._clear()
         c = self.client
-        p.resetSimulation(physicsClientId=c)  # textures and shapes of the last frame go with it
         level = int(round(look.wood * _CONTRAST_STEPS))
         patterns = np.random.default_rng([look.colour_seed, 1]).integers(0, WOOD_PATTERNS, len(scene.cubes))
-        textures: dict[int, int] = {}
         s = WORLD_UNITS_PER_EDGE
         for i, block in enumerate(scene.cubes):
             rgba = [*paint(block.color, look, i), 1.0]
             ex, ey, ez = (v * s for v in _extents(block))
             if block.shape in ("cube", "cuboid"):
                 vertices, indices, normals, uvs = _box_mesh()
-                scaled = [[x * ex, y * ey, z * ez] for x, y, z in vertices]
-                vis = p.createVisualShape(p.GEOM_MESH, vertices=scaled, indices=indices, normals=normals, uvs=uvs,
-                                          rgbaColor=rgba, physicsClientId=c)
+                # One unit mesh scaled by meshScale: pybullet keeps every distinct vertex list it was
+                # given for good (about 5 KB each, even across resetSimulation), and sizes are continuous.
+                vis = p.createVisualShape(p.GEOM_MESH, vertices=vertices, indices=indices, normals=normals, uvs=uvs,
+                                          meshScale=[ex, ey, ez], rgbaColor=rgba, physicsClientId=c)
             elif block.shape == "cylinder":
                 vis = p.createVisualShape(p.GEOM_CYLINDER, radius=ex / 2, length=ez, rgbaColor=rgba,
                                           physicsClientId=c)
@@ -245,11 +263,12 @@ class LookRenderer:
                 vis = p.createVisualShape(p.GEOM_SPHERE, radius=ex / 2, rgbaColor=rgba, physicsClientId=c)
             body = p.createMultiBody(0, -1, vis, basePosition=[block.x * s, block.y * s, block.z * s],
                                      baseOrientation=list(block.orientation), physicsClientId=c)
+            self._bodies.append(body)
             if level > 0 and block.shape in ("cube", "cuboid"):
-                pattern = int(patterns[i])
-                if pattern not in textures:
-                    textures[pattern] = p.loadTexture(_texture_file(pattern, level), physicsClientId=c)
-                p.changeVisualShape(body, -1, textureUniqueId=textures[pattern], physicsClientId=c)
+                key = (int(patterns[i]), level)
+                if key not in self._textures:
+                    self._textures[key] = p.loadTexture(_texture_file(*key), physicsClientId=c)
+                p.changeVisualShape(body, -1, textureUniqueId=self._textures[key], physicsClientId=c)
         _, _, rgba_img, _, seg = p.getCameraImage(width, height, viewMatrix=view, projectionMatrix=proj,
                                                   physicsClientId=c, **_light_args(look))
         rgb = np.asarray(rgba_img, dtype=np.uint8).reshape(height, width, 4)[:, :, :3]
@@ -262,12 +281,13 @@ class LookRenderer:
             if look.backdrop == "cloth":
                 back = np.array(_cloth(look, width, height))
             else:
+                self._clear(everything=True)
                 c = self.client
-                p.resetSimulation(physicsClientId=c)
                 add_room(c, True, [v / 255 for v in look.floor_rgb] + [1.0], [v / 255 for v in look.wall_rgb] + [1.0])
                 _, _, rgba, _, _ = p.getCameraImage(width, height, viewMatrix=view, projectionMatrix=proj,
                                                     physicsClientId=c, **_light_args(look))
                 back = np.asarray(rgba, dtype=np.float64).reshape(height, width, 4)[:, :, :3].copy()
+                self._clear(everything=True)  # the room must not show in the blocks' frames
             if len(self._backdrops) >= 4:  # an episode reuses one look; randomised episodes each bring a new one
                 self._backdrops.pop(next(iter(self._backdrops)))
             back.flags.writeable = False

@@ -201,3 +201,23 @@ def test_look_renderer_pickles_without_its_client():
     image = renderer.render(env._world.scene_now(), LERER, 32, 32)
     copy = pickle.loads(pickle.dumps(renderer))
     assert copy.render(env._world.scene_now(), LERER, 32, 32).tobytes() == image.tobytes()
+
+
+def test_a_frame_does_not_depend_on_the_frames_before(monkeypatch):
+    """Bodies removed, textures kept, the client emptied every RESET_EVERY frames: the same pixels."""
+    import envs.look_render as lr
+
+    monkeypatch.setattr(lr, "RESET_EVERY", 3)
+    env = gym.make("TowerStability-v0").unwrapped
+    scenes = []
+    for seed in (0, 1):
+        env.reset(seed=seed)
+        scenes.append(env._world.scene_now())
+    renderer = LookRenderer()
+    looks = [LERER, draw_look(LERER, RANDOMISE_DEFAULTS, np.random.default_rng(5)),
+             draw_look(PLAIN, RANDOMISE_DEFAULTS, np.random.default_rng(6))]
+    first = [renderer.render(scenes[0], look, 48, 48) for look in looks]
+    for k in range(7):
+        renderer.render(scenes[k % 2], looks[k % 3], 48, 48)
+        assert renderer.render(scenes[0], looks[k % 3], 48, 48).tobytes() == first[k % 3].tobytes()
+    assert LookRenderer().render(scenes[0], looks[1], 48, 48).tobytes() == first[1].tobytes()

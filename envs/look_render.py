@@ -20,10 +20,11 @@ One frame, in order:
    shaded by the slope of a smooth-noise height field (the cloth's folds, :func:`_cloth`).
 3. **Soft shadows** on the backdrop: each box's corners (a cylinder's or sphere's bounding
    box) are projected along the light onto the floor plane, their faces filled as polygons
-   in the image, the mask blurred (``shadow_blur``) and the backdrop darkened by
-   ``shadow`` times it. A drop shadow on the floor, not a shadow map: TinyRenderer's own
-   shadows cost three times a frame and streak across large planes, and the photos' are faint
-   and soft anyway. Shadows fall on the floor plane only (not on the room's wall or on blocks).
+   in the image (at a quarter of its size), the mask blurred (``shadow_blur``), scaled up
+   and the backdrop darkened by ``shadow`` times it. A drop shadow on the floor, not a shadow
+   map: TinyRenderer's own shadows cost three times a frame and streak across large planes,
+   and the photos' are faint and soft anyway. Shadows fall on the floor plane only (not on
+   the room's wall or on blocks).
 4. Blocks laid over the backdrop (their segmentation mask), then the photo effects with PIL:
    Gaussian blur (``blur``), sensor noise (``noise``; one pattern per episode), JPEG
    (``jpeg``). Radii are given for 256 px and scale with the image.
@@ -55,6 +56,7 @@ _TEXTURE_SIZE = 128
 _CONTRAST_STEPS = 20  # wood contrast is rounded to 1/20: at most 21 textures per pattern are written
 LIGHT_SUM = 1.05  # the lerer look's ambient + diffuse: the cloth colours are those it lights
 RESET_EVERY = 256  # frames between emptyings of the render client (LookRenderer._clear)
+_SHADOW_SHRINK = 4  # the shadow mask's size divisor (LookRenderer._shadow_mask)
 
 
 def look_matrices(look: Look, width: int, height: int) -> tuple[list[float], list[float]]:
@@ -300,18 +302,21 @@ class LookRenderer:
         light = np.array(look.light_direction, dtype=np.float64)
         if light[2] <= 1e-3:  # light at or below the horizon: no floor shadow
             return np.zeros((height, width))
-        mask = Image.new("L", (width, height), 0)
+        # Drawn and blurred at a quarter of the size, then scaled up: the shadow is soft anyway, and
+        # the blur at full size cost as much as the blocks' render.
+        small = (max(1, width // _SHADOW_SHRINK), max(1, height // _SHADOW_SHRINK))
+        mask = Image.new("L", small, 0)
         draw = ImageDraw.Draw(mask)
         for block in scene.cubes:
             corners = _corners(block)
             floor = corners - light[None, :] * (np.maximum(corners[:, 2:3], 0.0) / light[2])
-            pixels = project(floor, view, proj, width, height)
+            pixels = project(floor, view, proj, small[0], small[1])
             for face in _BOX_FACES:
                 draw.polygon([tuple(pixels[k]) for k in face], fill=255)
-        radius = look.shadow_blur * width / 256
+        radius = look.shadow_blur * small[0] / 256
         if radius > 0:
             mask = mask.filter(ImageFilter.GaussianBlur(radius))
-        return np.asarray(mask, dtype=np.float64) / 255
+        return np.asarray(mask.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float64) / 255
 
 
 def _photo(image: np.ndarray, look: Look, width: int) -> np.ndarray:

@@ -39,6 +39,7 @@ import math
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -47,14 +48,14 @@ from .bullet import pybullet as p
 from .physics import WORLD_UNITS_PER_EDGE
 from .render import FAR, NEAR, add_room
 from .scenes import Cube, Scene
-from .styles import Look, paint
+from .styles import LERER, Look, paint
 
 __all__ = ["LookRenderer", "look_matrices", "wood_texture", "project", "WOOD_PATTERNS"]
 
 WOOD_PATTERNS = 4  # grain patterns a look's blocks draw from
 _TEXTURE_SIZE = 128
 _CONTRAST_STEPS = 20  # wood contrast is rounded to 1/20: at most 21 textures per pattern are written
-LIGHT_SUM = 1.05  # the lerer look's ambient + diffuse: the cloth colours are those it lights
+LIGHT_SUM = LERER.ambient + LERER.diffuse  # the cloth colours are the ones the lerer light shows
 RESET_EVERY = 256  # frames between emptyings of the render client (LookRenderer._clear)
 _SHADOW_SHRINK = 4  # the shadow mask's size divisor (LookRenderer._shadow_mask)
 
@@ -161,7 +162,7 @@ def _corners(block: Cube) -> np.ndarray:
 _BOX_FACES = ((0, 1, 3, 2), (4, 5, 7, 6), (0, 1, 5, 4), (2, 3, 7, 6), (0, 2, 6, 4), (1, 3, 7, 5))
 
 
-def _light_args(look: Look) -> dict:
+def _light_args(look: Look) -> dict[str, Any]:
     return dict(lightDirection=list(look.light_direction), lightColor=list(look.light_colour),
                 lightAmbientCoeff=look.ambient, lightDiffuseCoeff=look.diffuse,
                 lightSpecularCoeff=look.specular, shadow=0, renderer=p.ER_TINY_RENDERER)

@@ -76,9 +76,10 @@ from typing import Any
 import numpy as np
 
 from . import render
+from .scenes import COLOR_NAMES
 
-__all__ = ["Look", "STYLES", "PLAIN", "LERER", "LERER_FRAMES", "lerer_camera", "style_look", "RANDOMISE_DEFAULTS", "check_randomise", "draw_look",
-           "derive_rng", "paint", "Styler"]
+__all__ = ["Look", "STYLES", "PLAIN", "LERER", "LERER_FRAMES", "lerer_camera", "style_look", "RANDOMISE_DEFAULTS",
+           "check_randomise", "draw_look", "derive_rng", "paint", "Styler"]
 
 Vec3 = tuple[float, float, float]
 RGB = tuple[int, int, int]
@@ -190,19 +191,15 @@ def style_look(style: str, family: str | None = None) -> Look:
         return replace(LERER, eye=eye, target=target)
     return STYLES[style]
 
-# The photos' paint (by eye, see the module docstring), by the scene's colour (envs.scenes.PALETTE,
-# RED, GREY); the colours the photos lack are painted at the same hue, as dark and saturated.
-_PAINT: dict[RGB, RGB] = {
-    (220, 30, 30): (185, 25, 30),  # red
-    (30, 180, 50): (25, 120, 50),  # green
-    (30, 70, 220): (25, 55, 165),  # blue
-    (235, 205, 20): (225, 205, 40),  # yellow
-    (245, 125, 10): (220, 110, 25),  # orange
-    (135, 40, 200): (100, 40, 145),  # purple
-    (20, 190, 210): (25, 140, 160),  # cyan
-    (220, 30, 170): (180, 30, 125),  # magenta
-    (90, 90, 90): (120, 108, 95),  # grey: TowerBuild-v0's base, a dull stained wood
+
+# The photos' paint (by eye, see the module docstring), by the name of the scene's colour
+# (envs.scenes.COLOR_NAMES); the colours the photos lack are painted at their hue, as dark and saturated.
+_PAINT_BY_NAME: dict[str, RGB] = {
+    "red": (185, 25, 30), "green": (25, 120, 50), "blue": (25, 55, 165), "yellow": (225, 205, 40),
+    "orange": (220, 110, 25), "purple": (100, 40, 145), "cyan": (25, 140, 160), "magenta": (180, 30, 125),
+    "grey": (120, 108, 95),  # TowerBuild-v0's base: a dull stained wood
 }
+_PAINT: dict[RGB, RGB] = {rgb: _PAINT_BY_NAME[name] for rgb, name in COLOR_NAMES.items()}
 
 RANDOMISE_DEFAULTS: dict[str, float] = {
     "camera": 0.5, "camera_angle": 1.5, "fov": 2.0, "light_direction": 25.0, "light_intensity": 0.2,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .cli_decoding import add_decoding_arguments
@@ -46,6 +47,8 @@ def _train(args: argparse.Namespace) -> int:
 
     config = TrainConfig.from_namespace(args)
     result = Trainer(config).train(resume=args.resume, progress=not args.quiet)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # a data-parallel run (torchrun): rank 0 reports it
     print(f"run: {result.output_dir} ({result.steps} steps; TensorBoard: tensorboard --logdir "
           f"{result.output_dir / 'tensorboard'}; metrics: {result.output_dir / 'metrics.jsonl'})")
     shown = result.after or result.before

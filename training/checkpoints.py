@@ -40,7 +40,7 @@ from typing import Any
 from envs.atomic import atomic_directory, is_temporary, write_text_atomic
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "list_checkpoints",
-           "capture_rng_state", "restore_rng_state", "CHECKPOINTS_DIR"]
+           "capture_rng_state", "restore_rng_state", "truncate_metrics", "CHECKPOINTS_DIR"]
 
 CHECKPOINTS_DIR = "checkpoints"
 _STEP_RE = re.compile(r"^step-(\d+)$")
@@ -299,3 +299,14 @@ def load_checkpoint(path: str | os.PathLike, model: Any, optimizer: Any = None, 
     else:
         extra = {}
     return {"step": int(state["step"]), "extra_state": extra, "path": path}
+
+
+def truncate_metrics(path: str | os.PathLike, step: int) -> None:
+    """Drop the lines of a ``metrics.jsonl`` log whose ``"step"`` is after ``step``: a resumed run
+    rewrites what the killed run logged past its checkpoint. Rewritten atomically (a crash during the
+    resume leaves the old log whole); a missing file is left missing."""
+    path = Path(path)
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    write_text_atomic(path, "".join(ln + "\n" for ln in lines))

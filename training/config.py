@@ -44,7 +44,7 @@ OBJECTIVES = ("grpo", "gspo", "sft")
 _CHOICES = {"objective": OBJECTIVES, "mix_schedule": ("interleaved", "blocked"),
             "lr_schedule": ("constant", "linear", "cosine"), "loss_normalisation": NORMALISATIONS,
             "backend": ("hf", "vllm", "vllm-server"), "dtype": ("auto", "bfloat16", "float16", "float32"),
-            "advantage": ADVANTAGES, "sft_demonstrations": DEMONSTRATIONS}
+            "advantage": ADVANTAGES, "sft_demonstrations": DEMONSTRATIONS, "rollout_seeding": ("step", "prompt", None)}
 _MINIMA = {"group_size": 1, "prompts_per_step": 1, "grad_accum_steps": 1, "max_new_tokens": 1, "lora_r": 1,
            "eval_max_new_tokens": 1, "lora_alpha": 1, "num_iterations": 1, "vllm_max_model_len": 0, "log_every": 1, "eval_seed": 1, "warmup_steps": 0,
            "max_steps": 0, "weight_decay": 0, "kl_coef": 0, "seed": 0, "eval_every": 0, "eval_episodes": 0,
@@ -75,8 +75,10 @@ class TrainConfig:
     into ``grad_accum_steps`` micro-batches: GRPO/GSPO sample ``group_size`` completions for each
     of ``prompts_per_step`` scenes (one ``reset(seed)`` each); SFT trains on the oracle answers of
     ``prompts_per_step * group_size`` scenes (the same batch, so objectives compare at equal batch
-    size). Each field is documented where it is declared (``metadata["help"]``, as TRL's
-    ``GRPOConfig``); :meth:`add_arguments` makes it a flag with that help (``cubeworld train --help``).
+    size). Under ``torchrun`` (:mod:`training.distributed`) ``prompts_per_step``, and so the batch, is
+    global (a contiguous shard per rank); ``grad_accum_steps`` and ``device`` are per rank. Each field is
+    documented where it is declared (``metadata["help"]``, as TRL's ``GRPOConfig``); :meth:`add_arguments`
+    makes it a flag with that help (``cubeworld train --help``).
 
     Raises:
         ConfigError: any field of the wrong type or out of range.
@@ -98,8 +100,8 @@ class TrainConfig:
     objective: str = _field("grpo", "'grpo' (token-level clipped, group-normalised advantages), 'gspo' "
                             "(sequence-level ratio) or 'sft' (cross-entropy on the oracle answer)")
     group_size: int = _field(16, "completions per scene, >= 2 for grpo/gspo; for sft a batch multiplier")
-    prompts_per_step: int = _field(4, "scenes per step; the batch is prompts_per_step * group_size completions")
-    grad_accum_steps: int = _field(1, "micro-batches per step; must divide the batch")
+    prompts_per_step: int = _field(4, "scenes per step, all ranks together; the batch is prompts_per_step * group_size")
+    grad_accum_steps: int = _field(1, "micro-batches per step (per rank); must divide the batch")
     # Optimisation (AdamW)
     learning_rate: float = _field(2e-3, "peak learning rate, > 0 (tiny quickstart 2e-3; Qwen LoRA ~1e-5 to 1e-4)")
     lr_schedule: str = _field("cosine", "'constant', 'linear' or 'cosine' (to 0 at max_steps), after warm-up; "
@@ -141,6 +143,9 @@ class TrainConfig:
     top_p: float = _field(1.0, "rollout nucleus mass, in (0, 1]; 1 disables it")
     min_p: float = _field(0.0, "rollout min-p sampling, in [0, 1); 0 disables it")
     max_new_tokens: int = _field(16, "most tokens per rollout completion, >= 1")
+    rollout_seeding: str | None = _field(None, "'step' (a step's prompts sampled in one seeded call) or 'prompt' (each "
+                                         "prompt's group in its own call, seeded from the step and its index: the "
+                                         "same samples on any number of ranks); null: 'prompt' under torchrun")
     # Held-out evaluation decoding
     # (defaults: EVAL_DECODING, the one decoding of every evaluation command)
     eval_temperature: float = _field(EVAL_DECODING.temperature, "the paper's evaluation decoding: temperature "

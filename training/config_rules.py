@@ -12,8 +12,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["ConfigError", "DICT_FIELDS", "apply_override", "check_env_id", "check_env_kwargs", "check_init_adapter", "check_rollout_servers", "close_matches", "coerce",
-           "fail"]
+__all__ = ["ConfigError", "DICT_FIELDS", "apply_override", "check_env_id", "check_env_kwargs", "check_init_adapter", "check_rollout_servers",
+           "check_world_size", "close_matches", "coerce", "fail"]
 
 DICT_FIELDS = ("env_mix", "env_kwargs")
 
@@ -156,6 +156,18 @@ def check_init_adapter(folder: str, wanted: dict[str, Any]) -> None:
         if saved.get(key) != value:
             fail(f"init_adapter {folder!r} has {key}={saved.get(key)!r} but this config gives {value!r}; set "
                  f"{_ADAPTER_FIELDS[key]} to the adapter's (the config.yaml of the run that wrote it has them)")
+
+
+def check_world_size(prompts_per_step: int, rollout_seeding: str | None, world_size: int) -> None:
+    """A data-parallel run (``world_size`` ranks) can split its step: every rank gets at least one of the
+    ``prompts_per_step`` scenes (a global count), and rollouts are seeded per prompt, so that a prompt's
+    completions do not depend on the rank that samples them."""
+    if prompts_per_step < world_size:
+        fail(f"prompts_per_step={prompts_per_step} is global (split across the ranks) and must be >= the "
+             f"world size {world_size}; raise prompts_per_step or launch fewer processes (--nproc_per_node)")
+    if world_size > 1 and rollout_seeding == "step":
+        fail(f"rollout_seeding='step' samples the whole step in one seeded call, which {world_size} ranks "
+             "cannot share; use rollout_seeding=prompt (or null, which picks it for several ranks)")
 
 
 def check_rollout_servers(backend: str, urls: Any, timeout_s: float) -> list[str]:

@@ -24,12 +24,13 @@ Only the LoRA adapter trains (PEFT; the base stays bitwise unchanged). A backend
 that reads adapters from disk (vLLM) gets every version as a PEFT folder before
 it generates with it, the evaluation before training included; only the newest
 folder is kept. A multi-task run (``env_mix``) is evaluated on every env of its
-mix (:mod:`training.heldout`). Logs go
-to TensorBoard and ``metrics.jsonl`` under ``output_dir``; checkpoints (the
-adapter in PEFT format plus optimizer, scheduler and RNG state) are written
-atomically and ``resume=True`` continues from the latest one. Every step draws
-its scenes and sampling seed from ``(seed, step)``, so a resumed CPU run ends
-at the same adapter weights as an uninterrupted one.
+mix (:mod:`training.heldout`). Logs go to TensorBoard and ``metrics.jsonl`` under
+``output_dir``; checkpoints (the adapter in PEFT format plus optimizer, scheduler
+and RNG state) are written atomically and ``resume=True`` continues from the latest
+one. Every step draws its scenes and sampling seed from ``(seed, step)``, so a
+resumed CPU run ends at the same adapter weights as an uninterrupted one. Under
+torchrun each rank takes a shard of the step (:mod:`training.distributed`); rank 0
+alone evaluates and writes logs, checkpoints and results.
 """
 
 from __future__ import annotations
@@ -48,13 +49,15 @@ import numpy as np
 import torch
 
 from agents.backends.base import EVAL_BATCH_SIZE, SamplingParams
-from envs.atomic import atomic_directory, write_text_atomic
+from envs.atomic import atomic_directory
 from evaluation.evaluate import EvaluationResult
 
-from . import heldout
-from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from . import distributed, heldout
+from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, truncate_metrics
 from .config import TrainConfig
+from .config_rules import check_world_size
 from .demonstrations import oracle_demonstration
+from .distributed import DistContext, all_reduce_sum, gather_to_main, shard
 from .lora_targets import lora_target_regex
 from .objectives import policy_loss, sft_loss_from_logprobs, tis_weights
 from .policy_rows import policy_rows, rollout_metrics
@@ -107,6 +110,7 @@ class Trainer:
         self.output_dir = Path(config.output_dir)
         self._agent = agent
         self.pool = EnvPool(config.env_kwargs)
+        self.dist, self._per_prompt = DistContext(), config.rollout_seeding == "prompt"  # train() sets them
 
     # -- set-up --------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -118,7 +122,8 @@ class Trainer:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         if self._agent is None:
-            self._agent = VLMAgent.from_pretrained(cfg.model, **cfg.agent_kwargs())
+            kwargs = {**cfg.agent_kwargs(), **self.dist.agent_device(cfg.device)}  # under NCCL: one GPU per rank
+            self._agent = VLMAgent.from_pretrained(cfg.model, **kwargs)
         agent = self._agent
         backend = agent.backend
         if cfg.load_in_4bit and getattr(backend, "needs_adapter_folder", False) and not getattr(
@@ -177,7 +182,8 @@ class Trainer:
 
     def _update(self) -> float:
         """One optimizer update from the accumulated gradients; returns the gradient norm before clipping
-        (a non-finite norm skips the update)."""
+        (a non-finite norm skips the update). Several ranks first sum their gradients: each holds its share."""
+        distributed.all_reduce_gradients(self.params, self.dist)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm))
         if math.isfinite(grad_norm):
             self.optimizer.step()
@@ -187,17 +193,18 @@ class Trainer:
 
     def _normalisers(self, ids: list[list[int]], groups: list[int]) -> float | torch.Tensor:
         """The batch loss's denominator (:func:`training.objectives.policy_loss`), so that a micro-batch's
-        loss is its exact share: ``tokens``: the batch's completion tokens; ``sequence``: its rows;
-        ``group_tokens``: per row ``(B,)``, the tokens of the row's group times the step's prompts (every
-        prompt, skipped all-equal groups included, as in eq. 1: their advantages are zero)."""
+        loss is its exact share: ``tokens``: the batch's completion tokens; ``sequence``: its rows (both
+        summed over the ranks); ``group_tokens``: per row ``(B,)``, the tokens of the row's group (a group
+        lives on one rank) times the step's prompts (every prompt, skipped all-equal groups included, as in
+        eq. 1: their advantages are zero)."""
         lengths = torch.tensor([float(len(i)) for i in ids])
         norm = self.config.loss_normalisation
         if norm == "tokens":
-            return float(lengths.sum())
+            return all_reduce_sum([lengths.sum()], self.dist)[0]
         if norm == "sequence":
-            return float(len(ids))
-        group_of = torch.tensor(groups)
-        per_group = torch.zeros(int(group_of.max()) + 1).index_add_(0, group_of, lengths)
+            return all_reduce_sum([len(ids)], self.dist)[0]
+        group_of = torch.tensor(groups, dtype=torch.long)
+        per_group = torch.zeros(max(groups, default=-1) + 1).index_add_(0, group_of, lengths)
         return per_group[group_of] * self.config.prompts_per_step
 
     def _rl_step(self, step: int, metrics: dict[str, Any]) -> None:
@@ -207,22 +214,26 @@ class Trainer:
         self.model.eval()
         t0 = time.perf_counter()
         with torch.no_grad():
-            groups = collect_trajectories(self._agent, self.pool, env_ids, seeds, params)
+            groups = distributed.collect_shard(self._agent, self.pool, env_ids, seeds, params, self.dist,
+                                               self._per_prompt, collect_trajectories)
         metrics["time_rollout_s"] = time.perf_counter() - t0
         if hasattr(self._agent.backend, "sleep"):
             self._agent.backend.sleep()  # a colocated engine frees its GPU memory for the update
-        metrics.update(rollout_metrics(groups, metrics["time_rollout_s"], cfg.return_type_for, cfg.gamma))
+        every = distributed.gather_groups(groups, self.dist)  # rank 0 logs the step's figures
+        if every is not None:
+            metrics.update(rollout_metrics(every, metrics["time_rollout_s"], cfg.return_type_for, cfg.gamma))
         rows = policy_rows(groups, cfg.advantage, cfg.return_type_for, cfg.gamma, cfg.skip_degenerate_groups)
         obs, ids, adv, engine_lp, groups_of = (rows.observations, rows.token_ids, rows.advantages,
                                                rows.engine_logprobs, rows.groups)
-        metrics["groups_used"] = rows.groups_used
-        if not ids:
+        n_rows, groups_used = all_reduce_sum([len(ids), rows.groups_used], self.dist)
+        metrics["groups_used"] = int(groups_used)
+        if not n_rows:  # every rank skips together
             metrics.update(loss=0.0, clip_fraction=0.0, logprob_gap=0.0, grad_norm=0.0)
             for _ in range(cfg.num_iterations):
                 self.scheduler.step()  # the schedule counts updates, made or not
             return
         ref_rows = None
-        if cfg.kl_coef > 0:
+        if cfg.kl_coef > 0 and ids:
             # The reference is the base model: the same weights with the adapter switched off.
             with torch.no_grad(), self.model.disable_adapter():
                 ref_rows = self._agent.completion_logprobs(obs, ids)
@@ -260,38 +271,46 @@ class Trainer:
         for iteration in range(cfg.num_iterations):
             loss, trainer_lp = self._backward(obs, ids, loss_fn, rows.chunks(cfg.grad_accum_steps))
             if iteration == 0:
-                gaps = [float((b - t).abs().mean()) for b, t in zip(engine_lp, trainer_lp) if len(b)]
+                gaps = gather_to_main([float((b - t).abs().mean()) for b, t in zip(engine_lp, trainer_lp) if len(b)],
+                                      self.dist)
                 metrics["logprob_gap"] = float(np.mean(gaps)) if gaps else 0.0
                 if old_rows is None:
                     old_rows = trainer_lp
             losses.append(loss)
             grad_norms.append(self._update())
-        metrics["loss"] = losses[0]
+        metrics["loss"] = all_reduce_sum(losses[:1], self.dist)[0]
         metrics["grad_norm"] = float(np.mean(grad_norms))
+        stats_of = gather_to_main(stats_of, self.dist) or []
         for key in ("clip_fraction", "ratio_max", "kl", "tis_weight_mean", "tis_capped_fraction"):
             values = [st[key] for st in stats_of if key in st]
-            if values and (key != "kl" or ref_rows is not None):
+            if values and (key != "kl" or cfg.kl_coef > 0):
                 metrics[key] = float(np.max(values) if key == "ratio_max" else np.mean(values))
 
     def _sft_step(self, step: int, metrics: dict[str, Any]) -> None:
         cfg = self.config
         env_ids, seeds, rng = self._scenes(step, cfg.prompts_per_step * cfg.group_size)
+        part = shard(len(env_ids), self.dist)  # this rank's scenes (global indices)
         episodes = []  # (env, reset observation, reset info) per scene
-        for slot, (env_id, seed) in enumerate(zip(env_ids, seeds)):
-            env = self.pool.get(env_id, slot)
-            episodes.append((env, *env.reset(seed=seed)))
+        for slot, i in enumerate(part):
+            env = self.pool.get(env_ids[i], slot)
+            episodes.append((env, *env.reset(seed=seeds[i])))
         # The training reward of SFT: one on-policy sample on each of the step's first
         # prompts_per_step scenes, scored before the update (SFT itself never samples).
         self.model.eval()
         params = cfg.sampling_params(seed=int(rng.integers(2**31 - 1)))
+        scored = [i for i in part if i < cfg.prompts_per_step]
         with torch.no_grad():
-            samples = self._agent.sample([o for _, o, _ in episodes[:cfg.prompts_per_step]], params=params)
-        rewards = [episodes[i][0].unwrapped.judge(group[0].text)[0] for i, group in enumerate(samples)]
-        metrics["reward_mean"] = float(np.mean(rewards))
+            samples = distributed.sample(self._agent, [episodes[i - part.start][1] for i in scored], scored,
+                                         params, self._per_prompt)
+        rewards = gather_to_main([episodes[i - part.start][0].unwrapped.judge(group[0].text)[0]
+                                  for i, group in zip(scored, samples)], self.dist)
+        if rewards is not None:
+            metrics["reward_mean"] = float(np.mean(rewards))
         multi = [getattr(env.unwrapped, "interaction", "single") != "single" for env, _, _ in episodes]
         attempts: list[str | None] = [None] * len(episodes)
         if cfg.sft_demonstrations == "corrective" and any(multi):
-            attempts = self._base_attempts([o for (_, o, _), m in zip(episodes, multi) if m], params, multi)
+            attempts = self._base_attempts([o for (_, o, _), m in zip(episodes, multi) if m],
+                                           [i for i, m in zip(part, multi) if m], params, multi)
         demos = []
         for (env, o, info), m, attempt in zip(episodes, multi, attempts):
             demos += oracle_demonstration(env, o, info, attempt) if m else [(o, info["optimal_action"])]
@@ -299,24 +318,26 @@ class Trainer:
         obs = [o for o, _ in demos]
         ids = [tok.encode(answer, add_special_tokens=False) + [self._eos] for _, answer in demos]
         self.model.train()
-        total = float(sum(len(i) for i in ids))
+        total, rows = all_reduce_sum([sum(len(i) for i in ids), len(ids)], self.dist)  # the step's, every rank's
 
         def loss_fn(logp, mask, idx):
             return sft_loss_from_logprobs(logp, mask) * (float(mask.sum()) / total)
 
-        metrics["loss"], _ = self._backward(obs, ids, loss_fn)
+        loss, _ = self._backward(obs, ids, loss_fn)
+        metrics["loss"] = all_reduce_sum([loss], self.dist)[0]
         metrics["grad_norm"] = self._update()
-        metrics["completion_length"] = total / len(ids)
+        metrics["completion_length"] = total / rows
 
-    def _base_attempts(self, observations, params: SamplingParams, multi: list[bool]) -> list[str | None]:
-        """``corrective`` SFT: a first attempt on each multi-step scene drawn from the base model (the adapter
-        switched off), None for single-step scenes."""
+    def _base_attempts(self, observations, indices: list[int], params: SamplingParams,
+                       multi: list[bool]) -> list[str | None]:
+        """``corrective`` SFT: a first attempt on each multi-step scene (global indices ``indices``) drawn from
+        the base model (the adapter switched off), None for single-step scenes."""
         active = self._agent.active_adapter
         self._agent.set_adapter(None)
         try:
             with torch.no_grad():
-                drawn = iter(g[0].text for g in self._agent.sample(
-                    observations, params=dataclasses.replace(params, n=1)))
+                drawn = iter(g[0].text for g in distributed.sample(
+                    self._agent, observations, indices, dataclasses.replace(params, n=1), self._per_prompt))
         finally:
             self._agent.set_adapter(active)
         return [next(drawn) if m else None for m in multi]
@@ -397,24 +418,28 @@ class Trainer:
             raise NothingToResumeError(
                 f"nothing to resume: {where} {'holds no complete checkpoint' if where.is_dir() else 'does not exist'}; "
                 "give the output_dir (--output-dir) of the run to continue, or drop resume (--resume) to start a new run")
+        self.dist = dist = distributed.from_env()
+        check_world_size(cfg.prompts_per_step, cfg.rollout_seeding, dist.world_size)
+        self._per_prompt = distributed.per_prompt(cfg.rollout_seeding, dist)
         self._setup()
         start, before = 0, None
-        if ckpt is not None:
+        if ckpt is not None:  # every rank: the same adapter, optimizer, scheduler (and rank 0's RNG state)
             state = load_checkpoint(ckpt, self.model, self.optimizer, self.scheduler)
             start = int(state["step"])
             before = heldout.results_from_dict(state.get("extra_state", {}).get("before"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        cfg.to_yaml(self.output_dir / "config.yaml")
+        metrics_path, writer = self.output_dir / "metrics.jsonl", None
+        if dist.is_main:  # rank 0 alone writes the run's files and evaluates
+            cfg.to_yaml(self.output_dir / "config.yaml")
+            truncate_metrics(metrics_path, start)
+            writer = SummaryWriter(str(self.output_dir / "tensorboard"))
         self._publish_adapter(start)  # before the first generation, the evaluation before training included
-        metrics_path = self.output_dir / "metrics.jsonl"
-        _truncate_metrics(metrics_path, start)
-        writer = SummaryWriter(str(self.output_dir / "tensorboard"))
-        if before is None and cfg.eval_episodes > 0:
+        if dist.is_main and before is None and cfg.eval_episodes > 0:
             before = self.evaluate_envs()
             self._log(writer, metrics_path, {"step": 0, **heldout.eval_metrics(before)})
             self._log_trajectories(writer, 0)
         bar = tqdm(total=cfg.max_steps, initial=start, desc=f"{cfg.objective} {cfg.env_id}", unit="step",
-                   disable=not progress)
+                   disable=not (progress and dist.is_main))
         step = start
         for step in range(start + 1, cfg.max_steps + 1):
             t0 = time.perf_counter()
@@ -423,20 +448,22 @@ class Trainer:
             metrics["lr"] = self.scheduler.get_last_lr()[0]
             self._publish_adapter(step)  # part of the step's cost with a disk-reading engine
             metrics["time_step_s"] = time.perf_counter() - t0
-            if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.max_steps:
+            if dist.is_main and cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.max_steps:
                 metrics.update(heldout.eval_metrics(self.evaluate_envs()))
                 self._log_trajectories(writer, step)
-            if step % max(cfg.log_every, 1) == 0 or "eval_reward" in metrics:
+            if dist.is_main and (step % max(cfg.log_every, 1) == 0 or "eval_reward" in metrics):
                 self._log(writer, metrics_path, metrics)
             if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
-                save_checkpoint(self.output_dir, step, self.model, self.optimizer, self.scheduler,
-                                extra_state={"before": heldout.results_to_dict(before)})
+                if dist.is_main:
+                    save_checkpoint(self.output_dir, step, self.model, self.optimizer, self.scheduler,
+                                    extra_state={"before": heldout.results_to_dict(before)})
+                distributed.barrier(dist)
             bar.update(1)
             bar.set_postfix({k: round(metrics[k], 3) for k in ("reward_mean", "loss", "eval_reward")
                              if k in metrics})
         bar.close()
         after, per_env = None, {}
-        if cfg.eval_episodes > 0:
+        if dist.is_main and cfg.eval_episodes > 0:
             after = self.evaluate_envs()
             self._log(writer, metrics_path, {"step": step, **heldout.eval_metrics(after)})
             self._log_trajectories(writer, step)
@@ -445,8 +472,11 @@ class Trainer:
                                  decoding={**self.eval_decoding().to_dict(), "batch_size": EVAL_BATCH_SIZE})
             per_env = {env_id: {"before": (before or {}).get(env_id), "after": ev, **base[env_id]}
                        for env_id, ev in after.items()}
-        writer.close()
+        if writer is not None:
+            writer.close()
         self.pool.close()
+        distributed.barrier(dist)  # the other ranks end when rank 0 has written the results
+        distributed.close(dist)
         first = next(iter(per_env.values()), {})
         return TrainResult(self.output_dir, step, first.get("before", next(iter((before or {}).values()), None)),
                            first.get("after"), first.get("constant_baseline"), first.get("constant_answer"), per_env)
@@ -456,7 +486,7 @@ class Trainer:
         disk (vLLM caches them by id: a new version gets a new id); older versions' folders are deleted."""
         if not getattr(self._agent.backend, "needs_adapter_folder", False):
             return
-        root = self.output_dir / "rollout_adapter"
+        root = self.output_dir / ("rollout_adapter" + (f"-rank{self.dist.rank}" if self.dist.distributed else ""))
         path = root / f"v{step}"
         with atomic_directory(path) as tmp:  # the engine never sees a half-written adapter
             self.model.save_pretrained(str(tmp))
@@ -474,12 +504,3 @@ class Trainer:
         with open(path, "a") as f:
             f.write(json.dumps(metrics) + "\n")
 
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop log lines after ``step``: a resumed run rewrites what the killed run logged past its checkpoint.
-
-    Rewritten atomically: a crash during the resume leaves the old log whole."""
-    if not path.exists():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    write_text_atomic(path, "".join(ln + "\n" for ln in lines))

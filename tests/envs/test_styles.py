@@ -55,6 +55,8 @@ def test_same_seed_same_images_bitwise(env_id, style, randomise):
     step_a, step_b = a.step(answer), b.step(answer)
     assert step_a[0]["image"].tobytes() == step_b[0]["image"].tobytes() and step_a[1:] == step_b[1:]
     assert a.render().tobytes() == b.render().tobytes()
+    replay, _ = a.reset(seed=5, options={"scene": info_a["scene"]})  # the same seed replays the same look
+    assert replay["image"].tobytes() == obs_a["image"].tobytes()
     assert not np.array_equal(obs_a["image"], gym.make(env_id, image_size=64).reset(seed=5)[0]["image"])
 
 

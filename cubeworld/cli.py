@@ -112,14 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-n", "--episodes", type=int, default=50, help="seeds per env (default: 50)")
     demo.add_argument("--images", type=int, default=4, help="example episodes per env (default: 4)")
     demo.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
-    demo.set_defaults(func=_demo)
-
-    import configs
     from envs.styles import STYLES
 
     demo.add_argument("--style", choices=sorted(STYLES), default="plain",
                       help="rendering style of every env (DESIGN.md section 9; default: plain)")
     demo.add_argument("--randomise", action="store_true", help="domain randomisation at its default amounts")
+    demo.set_defaults(func=_demo)
+
+    import configs
     from agents.factory import AGENT_SPECS
     from training.config import TrainConfig
 

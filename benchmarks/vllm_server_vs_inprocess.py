@@ -17,8 +17,12 @@ observations with ``--n`` completions each (the quickstart's step: 4 x 16, 16 ne
   the new version (in-process: ``add_lora`` from the folder; server: ``/v1/load_lora_adapter`` and the
   old version's unload). Saving the folder is not timed (the same for both).
 
-Columns: mean seconds per call, generated tokens per second, and the ratio server / in-process of the
-seconds per call, measured in this invocation. Run it with the interpreter of
+Columns: median seconds per call (min to max), generated tokens per second over all timed calls, and
+the ratio server / in-process of the medians, measured in this invocation, with the machine's load
+average before and after. The ways run one after the other, not interleaved call by call: tried on 2
+cores, with both engines alive and taking turns, the in-process calls were about 10x slower at the
+median than alone (the idle engine's process still takes CPU after its calls). On a shared machine,
+compare figures only from runs at a low load average. Run it with the interpreter of
 ``scripts/setup_vllm_env.sh`` (``.venv-vllm/bin/python``) on a CPU-only machine, or where the ``vllm``
 extra is installed:
 
@@ -92,8 +96,8 @@ def worker(args: argparse.Namespace) -> dict:
             seconds, tokens = timed()
             if k:  # the first adapter call is a warm-up too (LoRA kernels, first load)
                 rows["new adapter"].append((seconds, tokens))
-    return {case: {"s_per_call": statistics.fmean(s for s, _ in r), "s_stdev": statistics.stdev(s for s, _ in r)
-                   if len(r) > 1 else 0.0, "tokens_per_s": sum(t for _, t in r) / sum(s for s, _ in r)}
+    return {case: {"s_per_call": statistics.median(s for s, _ in r), "s_min": min(s for s, _ in r),
+                   "s_max": max(s for s, _ in r), "tokens_per_s": sum(t for _, t in r) / sum(s for s, _ in r)}
             for case, r in rows.items()}
 
 
@@ -148,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=4, help="observations per call (default: 4)")
     parser.add_argument("--n", type=int, default=16, help="completions per observation (default: 16)")
     parser.add_argument("--max-new-tokens", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per case (default: 5)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed calls per case (default: 7)")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--log", type=pathlib.Path, default=ROOT / "runs" / "bench" / "serve_rollouts.log",
@@ -158,16 +162,20 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args)))
         return 0
     args.log.parent.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
     results = {"in-process": run_worker("in-process", args)}
     with rollout_server(args.model, args.log) as url:
         results["server"] = run_worker("server", args, url)
     print(f"{args.model}, {args.prompts} prompts x {args.n} completions, {args.max_new_tokens} new tokens, "
-          f"mean of {args.repeats} calls after warm-up; {os.cpu_count()} CPU cores visible")
-    print("| case | in-process (s/call) | server (s/call) | in-process tokens/s | server tokens/s | server / in-process |")
+          f"{args.repeats} calls per case after warm-up; {os.cpu_count()} CPU cores visible, load average "
+          f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print("| case | in-process s/call, median (min-max) | server s/call, median (min-max) | in-process tokens/s "
+          "| server tokens/s | server / in-process |")
     print("|---|---|---|---|---|---|")
     for case in results["in-process"]:
         a, b = results["in-process"][case], results["server"][case]
-        print(f"| {case} | {a['s_per_call']:.3f} ± {a['s_stdev']:.3f} | {b['s_per_call']:.3f} ± {b['s_stdev']:.3f} | "
+        print(f"| {case} | {a['s_per_call']:.3f} ({a['s_min']:.3f}-{a['s_max']:.3f}) | {b['s_per_call']:.3f} "
+              f"({b['s_min']:.3f}-{b['s_max']:.3f}) | "
               f"{a['tokens_per_s']:.0f} | {b['tokens_per_s']:.0f} | {b['s_per_call'] / a['s_per_call']:.2f}x |")
     return 0
 

@@ -20,9 +20,9 @@ observations with ``--n`` completions each (the quickstart's step: 4 x 16, 16 ne
 Columns: median seconds per call (min to max), generated tokens per second over all timed calls, and
 the ratio server / in-process of the medians, measured in this invocation, with the machine's load
 average before and after. The ways run one after the other, not interleaved call by call: tried on 2
-cores, with both engines alive and taking turns, the in-process calls were about 10x slower at the
-median than alone (the idle engine's process still takes CPU after its calls). On a shared machine,
-compare figures only from runs at a low load average. Run it with the interpreter of
+cores, with both engines alive and taking turns, the in-process base calls took a median 7.3 s against
+0.3 to 2.9 s alone (a load average of 8 in all three runs). On a shared machine, compare figures only
+from runs at a low load average. Run it with the interpreter of
 ``scripts/setup_vllm_env.sh`` (``.venv-vllm/bin/python``) on a CPU-only machine, or where the ``vllm``
 extra is installed:
 

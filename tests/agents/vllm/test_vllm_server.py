@@ -13,8 +13,8 @@ whole process group: the API server and vLLM's engine process). Checked:
   to continue; once a server is back on that URL, ``train(resume=True)`` finishes the run from the last
   checkpoint, its updates served too;
 * multi-image chats (a multi-step observation's earlier turns) are served with log-probs equal to the
-  learner's, seeded requests repeat, and a prompt over the server's image limit, a wrong API key, an
-  unreachable URL and a server command without a key give clear errors.
+  learner's, seeded requests repeat, and a prompt over the server's image limit, a wrong API key, a
+  request that times out, an unreachable URL and a server command without a key give clear errors.
 """
 
 from __future__ import annotations
@@ -242,6 +242,11 @@ def test_multi_image_chats_match_teacher_forcing_and_errors_are_clear(server, ob
     processor = load_processor(path)
     with pytest.raises(RolloutServerError, match="rejected the API key"):
         VLLMServerBackend([server.url], processor, path, api_key="not-the-key")
+    backend = agent.backend
+    backend.timeout_s = 1e-3  # no generation answers within a millisecond
+    with pytest.raises(RolloutServerError, match=re.escape(f"rollout server {server.url} did not answer")):
+        agent.sample(batch[:1], params=params)
+    backend.timeout_s = 120.0
     nobody = f"http://127.0.0.1:{_free_port()}"
     with pytest.raises(RolloutServerError, match=re.escape(f"rollout server {nobody} is unreachable")):
         VLLMServerBackend([nobody], processor, path, api_key="k", timeout_s=10)

@@ -1,10 +1,12 @@
 """Data-parallel plumbing on ``torch.distributed``: who this process is, its share of a step, the reductions.
 
-``torchrun --nproc_per_node N -m cubeworld train ...`` (or ``accelerate launch``) starts N
-processes (ranks) with ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
-``MASTER_PORT`` set; :func:`from_env` joins them into one process group (gloo on CPU, NCCL
-when CUDA is available). Without ``WORLD_SIZE`` it returns the single-process context and
-every helper here is the identity, so a plain run behaves as it always did.
+``torchrun --nproc_per_node N -m cubeworld train ...`` (or ``accelerate launch --multi_gpu
+--num_processes N -m cubeworld train ...`` on GPUs; accelerate's CPU multi-process launch
+needs MPI, so on CPU use torchrun) starts N processes (ranks) with ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` set; :func:`from_env` joins them into one
+process group (gloo on CPU, NCCL when CUDA is available). Without ``WORLD_SIZE`` it returns
+the single-process context and every helper here is the identity, so a plain run behaves as
+it always did.
 
 How a step stays the same for every world size (the trainer's contract, tested by
 ``tests/training/test_distributed.py``):
@@ -16,8 +18,10 @@ How a step stays the same for every world size (the trainer's contract, tested b
   own, so they depend neither on the rank nor on the other prompts of a batch;
 * every loss denominator is a global count (:func:`all_reduce_sum`), so each rank's loss is
   its exact share of the one-process loss and the summed gradients
-  (:func:`all_reduce_gradients`) are the one-process gradient; every rank then makes the
-  same optimizer update from the same gradients and the adapters stay identical;
+  (:func:`all_reduce_gradients`) are the one-process gradient up to the order of float sums
+  (bitwise equal when each rank's micro-batch is one of the 1-process run's micro-batches;
+  otherwise Adam turns last-bit differences into ~1e-5 of the adapter); every rank makes the
+  same update from the same bits, so the ranks' adapters stay identical;
 * rank 0 gathers what it logs in global order (:func:`gather_to_main`) and alone writes logs,
   checkpoints and results; the other ranks wait for it at the next collective.
 """

@@ -301,14 +301,16 @@ class VLLMServerBackend:
             return []
         served = self.served_name(adapter)
         start, self._next = self._next, (self._next + len(prompts)) % len(self.urls)
-        jobs = []
-        for i, (prompt, entry) in enumerate(zip(prompts, lists)):
-            url = self.urls[(start + i) % len(self.urls)]
+        urls = [self.urls[(start + i) % len(self.urls)] for i in range(len(prompts))]
+
+        def request(i: int) -> Any:  # the body is built in the thread too: PNG encoding releases the GIL
             seed = None if params.seed is None else params.seed + i * params.n
-            jobs.append((url, self.request_body(served or self.base_model[url], prompt, entry, params, seed)))
-        with ThreadPoolExecutor(max_workers=min(len(jobs), _MOST_CONCURRENT)) as pool:
-            replies = list(pool.map(lambda job: self._call(job[0], "POST", "/v1/chat/completions", job[1]), jobs))
-        return [self._completions(url, reply, params) for (url, _), reply in zip(jobs, replies)]
+            body = self.request_body(served or self.base_model[urls[i]], prompts[i], lists[i], params, seed)
+            return self._call(urls[i], "POST", "/v1/chat/completions", body)
+
+        with ThreadPoolExecutor(max_workers=min(len(prompts), _MOST_CONCURRENT)) as pool:
+            replies = list(pool.map(request, range(len(prompts))))
+        return [self._completions(url, reply, params) for url, reply in zip(urls, replies)]
 
     def _completions(self, url: str, reply: dict[str, Any], params: SamplingParams) -> list[Completion]:
         eos = set(self.eos_token_ids)

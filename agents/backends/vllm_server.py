@@ -364,6 +364,31 @@ def server_arguments(model_path: str, host: str = "127.0.0.1", port: int = 8000,
     return args + list(extra or [])
 
 
+_PLUGIN = "cubeworld_cpu_workarounds"  # setup.cfg's vllm.general_plugins entry
+
+
+def _check_engine_plugin() -> None:
+    """Without torchvision, vLLM's spawned engine process needs this package's plugin (the work-arounds).
+
+    Raises:
+        ImportError: the plugin is not registered (an install from before it: re-install the package) or
+            ``$VLLM_PLUGINS`` leaves it out.
+    """
+    import importlib.util
+    from importlib.metadata import entry_points
+
+    if importlib.util.find_spec("torchvision") is not None:
+        return
+    if _PLUGIN not in {e.name for e in entry_points(group="vllm.general_plugins")}:
+        raise ImportError(f"without torchvision, vLLM's engine process needs the {_PLUGIN!r} plugin, which "
+                           "this install of cubeworld does not register; re-install it (bash "
+                           "scripts/setup_vllm_env.sh, or pip install --no-deps -e .)")
+    allowed = os.environ.get("VLLM_PLUGINS")
+    if allowed is not None and _PLUGIN not in allowed.split(","):
+        raise ImportError(f"VLLM_PLUGINS={allowed!r} leaves out {_PLUGIN!r}, which vLLM's engine process needs "
+                           f"here (no torchvision); add it: VLLM_PLUGINS={allowed},{_PLUGIN}")
+
+
 def serve_rollouts(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
                    max_lora_rank: int = 16, max_images_per_prompt: int = 8, dtype: str = "auto",
                    tensor_parallel_size: int = 1, max_model_len: int | None = None, seed: int = 0,
@@ -380,6 +405,7 @@ def serve_rollouts(model: str, host: str = "127.0.0.1", port: int = 8000, api_ke
         ValueError: no API key (``api_key`` nor ``$VLLM_API_KEY``): runtime LoRA loading lets any client
             load files the server can read, so the server never runs without one.
         ImportError: vLLM is not installed.
+        ImportError: also without torchvision where the engine plugin is not registered (:func:`_check_engine_plugin`).
         ModelNotFoundError: ``model`` names no checkpoint.
     """
     key = api_key or os.environ.get(API_KEY_ENV)
@@ -397,6 +423,7 @@ def serve_rollouts(model: str, host: str = "127.0.0.1", port: int = 8000, api_ke
         raise ImportError(f"serve-rollouts needs vLLM: {VLLM_EXTRA} (on a CPU-only machine: bash "
                           "scripts/setup_vllm_env.sh, then .venv-vllm/bin/cubeworld serve-rollouts ...; import failed: "
                           f"{exc.__cause__ or exc})") from exc
+    _check_engine_plugin()
     import uvloop
     from vllm.entrypoints.launchers.api_server.entry import run_server
     from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args

@@ -50,38 +50,18 @@ for those, and any other family a task names that it does not know (:data:`KNOWN
 it answers the format's fallback (:data:`FALLBACK`, e.g. ``True`` for ``true_false``) without
 looking at the image.
 
-Real photos (anything else), camera unknown; a heuristic, documented as such:
-saturated pixels (HSV saturation > 90/255, value > 30/255: the Lerer
-background is white cloth) are labelled red / yellow / green / blue by nearest
-hue, cleaned by a 3x3 opening, split into components of at least 0.4% of the
-image; the tower is the largest cluster of components that touch (after a
-3-pixel dilation), so stray blocks are ignored. Each component is a block,
-ordered by its lowest row; its horizontal centre is the median, over the
-lower 60% of its rows (the front face; the top is occluded by the block above
-or foreshortened), of each row's mid-point. The block edge in pixels is the
-median vertical pitch between consecutive blocks' lowest rows (stacked blocks
-are one edge apart; the apparent width would also count the side face a
-turned block shows: ~40 px against a ~31 px pitch on lerer-dev), or the
-median row width for a single block or an implausible pitch. Each block's
-``x`` is its centre's offset from the bottom block's, in edges; the blocks are
-stacked at ``z = 0.5, 1.5, ...`` into a ``top_block`` scene and simulated.
-Depth offsets, rotations and perspective are ignored. On the 29 lerer-dev
-photos this answers 18 correctly (0.62; with the width as unit 0.55; always
-"Yes" 0.52; humans 0.725): it catches large overhangs and misses towers that
-fall from depth offsets or overhangs under half a block.
-
-That 0.62 is in-sample: the photo heuristic was developed on those same 29
-photos (the measurements above are theirs). The unit (:data:`PHOTO_UNIT`, chosen from
-:data:`PHOTO_UNITS` by the accuracies above) is the one documented choice;
-the others were set with no recorded alternatives: the saturation and value
-thresholds (90/255, 30/255), the reference hues :data:`PHOTO_HUES`, the 3x3
-opening, the 0.4% minimum area, the 3-pixel dilation, the lower 60% of rows,
-the plausible pitch band (0.6 to 1.2 widths, around the measured 31/40) and
-the "Yes" fallback. The agent declares this (``tuned_on``, ``tuned_on_photos``;
-:mod:`evaluation.in_sample`), and :meth:`PerceiveSimulateAgent.photo_candidates`
-gives the unit's candidates to :func:`evaluation.loo.leave_one_out_accuracy`:
-leave-one-out over the two units is also 18/29 (every fold keeps "pitch"),
-which takes only that one choice out of the sample.
+Real photos (anything else), camera unknown: the heuristic of :mod:`agents.perceive_photo`
+(segment saturated pixels by the four paints' hues, take the largest touching cluster as the
+tower, each block's centre from its lower rows, the block edge from the vertical pitch or the
+width, stack the blocks at their offsets into a ``top_block`` scene and simulate it). Its
+constants (:data:`agents.perceive_photo.SHIPPED`) were chosen on ``style="lerer"`` renders with
+known ground truth by ``cubeworld calibrate-perceive`` (:mod:`agents.perceive_calibration`), never
+on photos, so a figure on the Lerer photos is out of sample. Depth offsets, rotations and
+perspective are ignored. The first version's constants, developed on the 29 lerer-dev photos
+(18 correct there, 0.62, in-sample), remain as :data:`agents.perceive_photo.LEGACY`; an agent
+built with them declares its tuning set (``tuned_on``, ``tuned_on_photos``;
+:mod:`evaluation.in_sample`) and :meth:`PerceiveSimulateAgent.photo_candidates` gives their
+unit's two candidates to :func:`evaluation.loo.leave_one_out_accuracy` (leave-one-out 18/29).
 
 Failure modes: renders whose cubes occlude each other sideways (not produced
 by the four tasks), two cubes of one colour touching, non-cube objects; photos
@@ -95,10 +75,10 @@ observation.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from envs.physics import World
 from envs.prompts import NEXT_TURN
@@ -109,6 +89,10 @@ from envs.stability_towers import StabilityWorld
 
 from .base import polarity_of, task_of
 from .perceive_boxes import perceive_tower
+from .perceive_photo import LEGACY, PHOTO_UNITS, SHIPPED, PhotoParams, perceive_photo
+from .perceive_photo import components as _components
+from .perceive_photo import hsv as _hsv
+from .perceive_photo import nearest_hue as _nearest_hue
 
 __all__ = ["PerceiveSimulateAgent", "FALLBACK"]
 
@@ -124,47 +108,17 @@ X_COARSE = np.arange(-8.0, 8.0, 0.05)  # candidate cube x, block edges, refined 
 X_FINE = 0.002
 LEVELS = np.arange(0.5, 12.0, 1.0)  # resting heights of a cube's centre, block edges
 _CORNERS = np.array([[dx, dy, dz, 0.0] for dx in (-.5, .5) for dy in (-.5, .5) for dz in (-.5, .5)])
-PHOTO_UNIT = "pitch"  # block edge in photo pixels from the vertical "pitch", or the apparent "width"
-# The candidates the unit was chosen from (photo_candidates() lists PHOTO_UNIT first: the LOO tie-break).
-PHOTO_UNITS = ("pitch", "width")
-TUNED_ON = "lerer-dev"  # the photo set PHOTO_UNIT (and the other photo constants) were chosen on
-# sha256 (first 16 hex digits) of each of its 29 image files: evaluation marks a figure on any folder
+# The photo set the legacy constants (agents.perceive_photo.LEGACY) were chosen on, and sha256 (first 16 hex
+# digits) of each of its 29 image files: evaluation marks a figure of an agent using them on any folder
 # holding these exact files as in-sample, whatever the folder is called. Fingerprints, not the photos.
-TUNED_ON_PHOTOS = frozenset("""
+LEGACY_TUNED_ON = "lerer-dev"
+LEGACY_TUNED_ON_PHOTOS = frozenset("""
 0294f425be0618cc 0a839ef91018c0a6 0b1d3a9647874858 1fee3aa9faca01d4 243ddd9898634452 24ef8e621e6cf851
 2a9b4db203cb7f72 357e733d87434ee5 47a6b9f0e619afdf 4b0efe13a890918c 4b69e1f0b7fb365f 4f8e9a0837b619d7
 5bead7e643a32479 5d78741abed9b5f8 6483e6e01d47110d 7a08ff73c0c3b9de 7ff9a028bb7b096b 810daf00c08a5906
 834567046536feb5 86959548f0006df7 87ae6f06b162bfca 9c6e66ff821e3312 9f4836e0c4e6b16b ca15f08a668c4fc3
 d7f0ae4a4236a7af f100f9e2cb9c498b f2f4b0f5e10190c5 f4f5765dc6738871 fc37892c3c639d99
 """.split())
-PHOTO_HUES = {(200, 40, 40): 0.0, (220, 200, 40): 55.0, (40, 150, 60): 135.0, (40, 70, 200): 225.0}
-
-
-def _hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hue in degrees [0, 360), saturation and value in [0, 1] of ``(..., 3)`` RGB."""
-    c = rgb.astype(np.float64) / 255.0
-    mx, mn = c.max(-1), c.min(-1)
-    d = mx - mn
-    safe = np.where(d > 0, d, 1.0)
-    r, g, b = c[..., 0], c[..., 1], c[..., 2]
-    h = np.where(mx == r, ((g - b) / safe) % 6, np.where(mx == g, (b - r) / safe + 2, (r - g) / safe + 4))
-    h = np.where(d > 0, h * 60.0, 0.0)
-    return h, d / np.where(mx > 0, mx, 1.0), mx
-
-
-def _nearest_hue(hue: np.ndarray, refs: np.ndarray) -> np.ndarray:
-    """Index into ``refs`` (degrees) of the circularly nearest reference hue, per pixel."""
-    diff = np.abs(hue[..., None] - refs)
-    return np.argmin(np.minimum(diff, 360.0 - diff), axis=-1)
-
-
-def _components(mask: np.ndarray, min_area: int) -> list[np.ndarray]:
-    """Boolean masks of the 8-connected components of ``mask`` with at least ``min_area`` pixels."""
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
-    if n == 0:
-        return []
-    areas = np.bincount(labels.ravel())
-    return [labels == i for i in range(1, n + 1) if areas[i] >= min_area]
 
 
 def _as_rgb(image: Any) -> np.ndarray | None:
@@ -290,52 +244,6 @@ def _perceive_render(rgb: np.ndarray, family: str | None, red_on_floor: bool = T
     return Scene(family, tuple(cubes), len(cubes) - 1)
 
 
-# -- real photos: heuristic, camera unknown -------------------------------------------
-def _perceive_photo(rgb: np.ndarray, unit: str = PHOTO_UNIT) -> Scene | None:
-    h, w = rgb.shape[:2]
-    hue, sat, val = _hsv(rgb)
-    colored = (sat > 90 / 255) & (val > 30 / 255)
-    label = _nearest_hue(hue, np.array(list(PHOTO_HUES.values())))
-    min_area = max(16, int(0.004 * h * w))
-    blocks, colors = [], []
-    for k, color in enumerate(PHOTO_HUES):
-        mask = ndimage.binary_opening(colored & (label == k), structure=np.ones((3, 3), bool))
-        for comp in _components(mask, min_area):
-            blocks.append(comp)
-            colors.append(color)
-    if not blocks:
-        return None
-    # The tower: the largest group of blocks that touch each other; stray blocks are dropped.
-    union = np.zeros((h, w), bool)
-    for b in blocks:
-        union |= b
-    groups, _ = ndimage.label(ndimage.binary_dilation(union, iterations=3), structure=np.ones((3, 3), bool))
-    ids = [np.bincount(groups[b]).argmax() for b in blocks]
-    mass = np.bincount(ids, weights=[b.sum() for b in blocks])
-    keep = [i for i, g in enumerate(ids) if g == int(mass.argmax())]
-    measured = []  # (bottom row, centre column, width) in pixels, colour
-    for i in keep:
-        rows = np.nonzero(blocks[i].any(1))[0]
-        lower = rows[int(0.4 * len(rows)):]  # the front face: the top of a block is occluded or foreshortened
-        cols = [np.nonzero(blocks[i][r])[0] for r in lower]
-        centres = [(c.min() + c.max() + 1) / 2 for c in cols]
-        widths = [c.max() + 1 - c.min() for c in cols]
-        measured.append((rows.max() + 1.0, float(np.median(centres)), float(np.median(widths)), colors[i]))
-    measured.sort(key=lambda m: -m[0])  # bottom to top
-    width = float(np.median([m[2] for m in measured]))
-    # The block edge in pixels: stacked blocks' bottoms lie one edge apart, while the apparent width
-    # also counts any side face a turned block shows (measured here: pitch ~31 px, width ~40 px).
-    pitch = float(np.median(-np.diff([m[0] for m in measured]))) if len(measured) > 1 else 0.0
-    edge = pitch if unit == "pitch" and 0.6 * width <= pitch <= 1.2 * width else width
-    if edge <= 0:
-        return None
-    base = measured[0][1]
-    cubes = tuple(Cube((m[1] - base) / edge, 0.0, i + 0.5, 1.0, m[3]) for i, m in enumerate(measured))
-    if len(cubes) == 1:
-        return None  # a lone block: nothing to simulate (the fallback "Yes" is the right answer)
-    return Scene("top_block", cubes, len(cubes) - 1)
-
-
 def _interaction_of(observation: Mapping[str, Any]) -> str | None:
     """``retry`` / ``sequential`` from ``info["interaction"]``, else from the later turn's prompt."""
     info = observation.get("info")
@@ -365,33 +273,44 @@ class PerceiveSimulateAgent:
     perception fails or the task's family is not one it knows.
     """
 
-    # Read by evaluation.real: a real-photo figure on these photos is in-sample (DESIGN.md section 9).
-    tuned_on = TUNED_ON
-    tuned_on_photos = TUNED_ON_PHOTOS
+    def __init__(self, photo_params: PhotoParams | None = None, photo_unit: str | None = None) -> None:
+        """Args:
+            photo_params: the photo pipeline's constants; None: :data:`agents.perceive_photo.SHIPPED`
+                (calibrated on renders). Renders do not depend on them.
+            photo_unit: if given, overrides ``photo_params.unit``: one of ``("pitch", "width")``.
 
-    def __init__(self, photo_unit: str = PHOTO_UNIT) -> None:
-        """Args: photo_unit: the block edge in photo pixels, one of :data:`PHOTO_UNITS`.
+        Attributes ``tuned_on`` / ``tuned_on_photos`` (read by :mod:`evaluation.in_sample`): "lerer-dev"
+        and its photos' fingerprints when the constants are the photo-developed
+        :data:`agents.perceive_photo.LEGACY` (any unit), else None / empty: the shipped constants
+        were chosen on renders, so a figure on any photos is out of sample.
 
         Raises:
-            ValueError: ``photo_unit`` is not in :data:`PHOTO_UNITS`.
+            ValueError: ``photo_unit`` is not ``"pitch"`` or ``"width"``.
         """
-        if photo_unit not in PHOTO_UNITS:
-            raise ValueError(f"photo_unit must be one of {PHOTO_UNITS}, got {photo_unit!r}")
-        self.photo_unit = photo_unit
+        params = SHIPPED if photo_params is None else photo_params
+        if photo_unit is not None:
+            if photo_unit not in PHOTO_UNITS:
+                raise ValueError(f"photo_unit must be one of {PHOTO_UNITS}, got {photo_unit!r}")
+            params = replace(params, unit=photo_unit)
+        self.photo_params = params
+        self.photo_unit = params.unit
+        legacy = replace(params, unit=LEGACY.unit) == LEGACY
+        self.tuned_on = LEGACY_TUNED_ON if legacy else None
+        self.tuned_on_photos = LEGACY_TUNED_ON_PHOTOS if legacy else frozenset()
         self._world: World | None = None
         self._stability_world: StabilityWorld | None = None
 
     @classmethod
     def photo_candidates(cls) -> dict[str, PerceiveSimulateAgent]:
-        """``{name: agent}`` for every photo setting the shipped one was chosen from on lerer-dev.
+        """``{name: agent}``: the legacy photo settings' candidates, for their leave-one-out figure.
 
-        Only the block-edge unit had documented alternatives (:data:`PHOTO_UNITS`:
-        "pitch" 18/29, "width" 16/29 on lerer-dev); the shipped setting comes first,
-        which is the tie-break of :func:`evaluation.loo.leave_one_out_accuracy`.
-        Renders do not depend on these settings.
+        The legacy constants (:data:`agents.perceive_photo.LEGACY`) chose their block-edge unit on
+        lerer-dev among :data:`agents.perceive_photo.PHOTO_UNITS` ("pitch" 18/29, "width" 16/29);
+        their shipped unit comes first, the tie-break of :func:`evaluation.loo.leave_one_out_accuracy`.
+        The default agent's constants chose nothing on photos, so they need no leave-one-out.
         """
-        units = (PHOTO_UNIT, *(u for u in PHOTO_UNITS if u != PHOTO_UNIT))
-        return {f"photo_unit={u}": cls(photo_unit=u) for u in units}
+        units = (LEGACY.unit, *(u for u in PHOTO_UNITS if u != LEGACY.unit))
+        return {f"legacy photo_unit={u}": cls(LEGACY, photo_unit=u) for u in units}
 
     def perceive(self, image: Any, family: str | None = None, red_on_floor: bool = True) -> Scene | None:
         """The scene seen in ``image`` (``(H, W, 3)`` uint8; grey or RGBA accepted), or None.
@@ -419,7 +338,7 @@ class PerceiveSimulateAgent:
             return None
         if _is_render(rgb):
             return _perceive_render(rgb, family, red_on_floor)
-        return _perceive_photo(rgb, self.photo_unit)
+        return perceive_photo(rgb, self.photo_params)
 
     def answer(self, observation: Mapping[str, Any]) -> str:
         """The answer text for one observation (``{"image", "prompt"[, "info"]}``); never raises."""

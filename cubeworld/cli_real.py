@@ -1,4 +1,5 @@
-"""``cubeworld eval-real`` (real photos, human alignment) and ``cubeworld bias`` (T_pref): thin."""
+"""``cubeworld eval-real`` (real photos, human alignment), ``cubeworld bias`` (T_pref) and
+``cubeworld calibrate-perceive`` (the perceive agent's photo constants, from renders): thin."""
 
 from __future__ import annotations
 
@@ -73,8 +74,31 @@ def _bias(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate_perceive(args: argparse.Namespace) -> int:
+    from agents.perceive_calibration import run
+
+    return run(args)
+
+
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``eval-real`` and ``bias`` to the ``cubeworld`` command."""
+    """Add ``eval-real``, ``bias`` and ``calibrate-perceive`` to the ``cubeworld`` command."""
+    ca = subparsers.add_parser(
+        "calibrate-perceive",
+        help="choose the perceive agent's photo constants on lerer-style renders (never on photos)",
+        description="Render seeded style='lerer', randomise=True scenes of TopBlockStability-v0 and "
+        "TowerStability-v0 (2-4 cubes) with the Lerer photos' four colours, run the perceive agent's photo "
+        "pipeline on them over a grid of its constants, and choose the most accurate against the renders' "
+        "ground truth (ties: the smaller top-cube offset error). The shipped constants are "
+        "agents/data/perceive_photo.json, written by the default arguments.",
+    )
+    # The same arguments as agents.perceive_calibration.add_arguments, spelt out so that building the
+    # parser does not import the physics and image stack.
+    ca.add_argument("--n", type=int, default=200, help="renders per env (default: 200, the shipped file's)")
+    ca.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
+    ca.add_argument("--out", default=None, metavar="FILE.json",
+                    help="write the chosen constants and the table here (shipped: agents/data/perceive_photo.json)")
+    ca.set_defaults(func=_calibrate_perceive)
+
     ev = subparsers.add_parser(
         "eval-real",
         help="evaluate an agent on real block-tower photos against the labels and human participants",

@@ -72,10 +72,12 @@ def test_leave_one_out_on_fixture_photos(data_dir, tmp_path):
 
 
 def test_perceive_declares_its_candidates_and_tuning_set():
+    # The legacy (photo-developed) constants keep their candidates; the shipped ones chose nothing on photos.
     candidates = PerceiveSimulateAgent.photo_candidates()
-    assert list(candidates) == ["photo_unit=pitch", "photo_unit=width"]  # shipped first: the tie-break
+    assert list(candidates) == ["legacy photo_unit=pitch", "legacy photo_unit=width"]  # legacy's first: the tie-break
     assert [a.photo_unit for a in candidates.values()] == ["pitch", "width"]
-    assert PerceiveSimulateAgent().photo_unit == "pitch" and PerceiveSimulateAgent.tuned_on == "lerer-dev"
+    assert all(a.tuned_on == "lerer-dev" for a in candidates.values())
+    assert PerceiveSimulateAgent().tuned_on is None
     with pytest.raises(ValueError, match="photo_unit must be one of"):
         PerceiveSimulateAgent(photo_unit="height")
 

@@ -109,15 +109,20 @@ def test_cli_leave_one_out_needs_declared_candidates(data_dir, capsys):
 
 
 @needs_lerer
-def test_lerer_dev_figure_is_labelled_in_sample_with_its_leave_one_out(tmp_path, capsys):
+def test_lerer_dev_figure_is_out_of_sample_beside_the_legacy_leave_one_out(tmp_path, capsys):
     out = tmp_path / "real.json"
     assert main(["eval-real", "--data", str(LERER_DIR), "--agent", "perceive", "--quiet", "--leave-one-out",
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "in-sample: this agent's photo constants were chosen on lerer-dev (29 of the 29 photos" in printed
+    # The shipped constants were chosen on renders: no in-sample note on the Lerer photos.
+    assert "in-sample: this agent" not in printed
+    assert json.loads(out.read_text())["in_sample_note"] is None
     loo = json.loads(out.with_suffix(".loo.json").read_text())
-    # Measured: pitch 18/29, width 16/29; every fold keeps pitch (17 or 18 of 28 against 15 or 16).
-    assert loo["candidate_accuracy"] == {"photo_unit=pitch": pytest.approx(18 / 29),
-                                         "photo_unit=width": pytest.approx(16 / 29)}
-    assert loo["choices"] == ["photo_unit=pitch"] * 29 and loo["accuracy"] == pytest.approx(18 / 29)
+    # The legacy, photo-developed constants: pitch 18/29, width 16/29; every fold keeps pitch.
+    assert loo["candidate_accuracy"] == {"legacy photo_unit=pitch": pytest.approx(18 / 29),
+                                         "legacy photo_unit=width": pytest.approx(16 / 29)}
+    assert loo["choices"] == ["legacy photo_unit=pitch"] * 29 and loo["accuracy"] == pytest.approx(18 / 29)
     assert "leave-one-out accuracy 0.621" in printed
+    legacy = evaluate_real(PerceiveSimulateAgent.photo_candidates()["legacy photo_unit=pitch"], LERER_DIR,
+                           n_resamples=10)
+    assert legacy.in_sample_photos == 29 and "chosen on lerer-dev (29 of the 29 photos" in legacy.in_sample_note

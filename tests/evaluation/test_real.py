@@ -136,6 +136,8 @@ def test_lerer_dev_perceive_agent_and_humans():
     r = evaluate_real(PerceiveSimulateAgent(), LERER_DIR, n_resamples=1000)
     assert r.n_photos == 29 and r.n_participants == 107
     assert r.human_accuracy == pytest.approx(0.725, abs=1e-3)
-    assert r.accuracy == pytest.approx(18 / 29)  # measured: 18 of 29 at 224 and at 256 pixels
+    # Measured once, out of sample (constants chosen on renders): 18 of 29 at 256 pixels (the legacy,
+    # photo-developed constants also score 18/29 there, in-sample).
+    assert r.accuracy == pytest.approx(18 / 29) and r.in_sample_note is None
     assert r.kappa_humans_ci95[0] <= r.kappa_humans <= r.kappa_humans_ci95[1]
     assert 0.3 < r.human_human_kappa < 0.5 and r.kappa_truth < r.human_kappa_truth

@@ -71,7 +71,8 @@ class LeaveOneOutResult:
     """Leave-one-out accuracy of choosing among ``candidates`` on the photos of ``data_dir``.
 
     Attributes:
-        candidates: names, in tie-break order; ``default`` is the first (the shipped setting).
+        candidates: names, in tie-break order; ``default`` is the first (the tuned setting as shipped;
+            for the perceive agent, its legacy photo-developed constants).
         candidate_accuracy: each candidate's accuracy on all photos (in-sample for the chosen one).
         in_sample_accuracy: ``default``'s accuracy on all photos (the figure reported before LOO).
         accuracy, accuracy_ci95: the LOO accuracy and its 95% percentile bootstrap interval over photos.
@@ -108,10 +109,10 @@ class LeaveOneOutResult:
         lines = [f"leave-one-out over {len(self.candidates)} candidate settings, {self.n_photos} photos "
                  f"(each photo answered by the candidate best on the other {self.n_photos - 1}; "
                  f"ties: {self.default})"]
-        lines += [f"  {k}: accuracy {v:.3f}{' (shipped)' if k == self.default else ''}"
+        lines += [f"  {k}: accuracy {v:.3f}{' (default)' if k == self.default else ''}"
                   for k, v in self.candidate_accuracy.items()]
         counts = ", ".join(f"{k} {n}" for k, n in self.choice_counts().items())
-        lines.append(f"  in-sample accuracy (shipped) {self.in_sample_accuracy:.3f}; leave-one-out accuracy "
+        lines.append(f"  in-sample accuracy (default) {self.in_sample_accuracy:.3f}; leave-one-out accuracy "
                      f"{self.accuracy:.3f}  95% CI [{lo:.3f}, {hi:.3f}]")
         lines.append(f"  folds' choices: {counts}")
         return "\n".join(lines)

@@ -64,7 +64,7 @@ def test_leave_one_out_on_fixture_photos(data_dir, tmp_path):
     assert r.images == [row[0] for row in FIXTURE] and r.choices == ["A"] * 6 and r.choice_counts() == {"B": 0, "A": 6}
     assert r.correct == [n != "c.png" for n in r.images] and r.accuracy == pytest.approx(5 / 6)
     assert r.accuracy_ci95 == bootstrap_ci(np.array(r.correct, float), seed=0)
-    assert "leave-one-out accuracy 0.833" in r.summary() and "B: accuracy 0.167 (shipped)" in r.summary()
+    assert "leave-one-out accuracy 0.833" in r.summary() and "B: accuracy 0.167 (default)" in r.summary()
     r.save(tmp_path / "loo.json")
     assert json.loads((tmp_path / "loo.json").read_text())["choices"] == ["A"] * 6
     with pytest.raises(ValueError, match="at least one candidate"):

@@ -194,6 +194,7 @@ def make_ppo(
     render_size: int | None = None,
     subprocess: bool = False,
     verbose: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
     **ppo_kwargs: Any,
 ):
     """An untrained PPO ``CnnPolicy`` on the pixels of ``env_id`` (train it with ``.learn``).
@@ -213,6 +214,7 @@ def make_ppo(
         image_size: observation side in pixels (>= 36 for SB3's NatureCNN).
         render_size: see :func:`make_sb3_env`.
         subprocess: step the envs in worker processes (``SubprocVecEnv``).
+        env_kwargs: further ``gym.make`` kwargs of every env, e.g. ``{"style": "lerer", "randomise": True}``.
         ppo_kwargs: passed to ``stable_baselines3.PPO`` (override anything above).
 
     Raises:
@@ -230,7 +232,7 @@ def make_ppo(
         raise ValueError(f"batch_size {batch_size} > n_steps * n_envs = {n_steps * n_envs}; lower it")
     venv = make_vec_env(
         make_sb3_env, n_envs=n_envs, seed=seed,
-        env_kwargs={"env_id": env_id, "image_size": image_size, "render_size": render_size},
+        env_kwargs={"env_id": env_id, "image_size": image_size, "render_size": render_size, **(env_kwargs or {})},
         vec_env_cls=SubprocVecEnv if subprocess else DummyVecEnv,
     )
     kwargs: dict[str, Any] = dict(

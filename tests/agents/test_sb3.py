@@ -148,6 +148,15 @@ def test_make_ppo_rejects_bad_settings():
         make_ppo("TopBlockXOnly-v0", n_envs=2, n_steps=8, batch_size=64)
 
 
+def test_make_ppo_passes_env_kwargs_to_every_env():
+    model = make_ppo("TopBlockStability-v0", n_envs=2, n_steps=8, batch_size=16,
+                     env_kwargs={"style": "lerer", "randomise": True})
+    stylers = [e.unwrapped.styler for e in model.get_env().envs]
+    assert [(s.style, bool(s.amounts)) for s in stylers] == [("lerer", True)] * 2
+    plain = make_ppo("TopBlockStability-v0", n_envs=1, n_steps=8, batch_size=8)
+    assert plain.get_env().envs[0].unwrapped.styler.style == "plain"
+
+
 def test_ppo_trains_and_logs_one_reward_per_step(trained):
     assert trained.num_timesteps == TRAIN_STEPS
     rewards = episode_rewards(trained)

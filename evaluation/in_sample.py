@@ -2,7 +2,8 @@
 
 DESIGN.md section 9: the real photos are only an evaluation set, and a number
 tuned on them is reported as in-sample. An agent declares its tuning set with
-two optional attributes (:class:`agents.perceive.PerceiveSimulateAgent` does):
+two optional attributes (:class:`agents.perceive.PerceiveSimulateAgent` does when built with its
+legacy, photo-developed constants; its shipped constants were chosen on renders and declare none):
 
 * ``tuned_on``: the name of the photo set its settings were chosen on, e.g. ``"lerer-dev"``;
 * ``tuned_on_photos``: fingerprints of those photo files, :func:`photo_fingerprint`

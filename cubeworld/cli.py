@@ -79,11 +79,13 @@ def _train_sb3(args: argparse.Namespace) -> int:
     from agents.sb3 import SB3Agent, train_ppo
     from evaluation import evaluate
 
-    model = train_ppo(args.env, total_timesteps=args.timesteps, seed=args.seed, image_size=args.image_size)
+    check_env_kwargs([args.env], args.env_kwargs)
+    model = train_ppo(args.env, total_timesteps=args.timesteps, seed=args.seed, image_size=args.image_size,
+                      env_kwargs=args.env_kwargs)
     agent = SB3Agent(model)
     agent.save(args.out)
     print(f"PPO model saved to {args.out}; evaluate it with: cubeworld eval --agent sb3:{args.out} --env ENV_ID")
-    result = evaluate(agent, args.env, n_episodes=args.eval_episodes, seed=args.eval_seed)
+    result = evaluate(agent, args.env, n_episodes=args.eval_episodes, seed=args.eval_seed, env_kwargs=args.env_kwargs)
     print(result.summary())
     return 0
 
@@ -170,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     sb3.add_argument("--out", default="runs/ppo.zip", help="where the SB3 model is saved")
     sb3.add_argument("--eval-episodes", type=int, default=100)
     sb3.add_argument("--eval-seed", type=int, default=10_000, help="first held-out seed (default: 10000)")
+    sb3.add_argument("--env-kwargs", type=env_kwargs_arg, default=None, metavar="JSON",
+                     help="gym.make keyword arguments for training and the held-out evaluation, e.g. "
+                          "'{\"style\": \"lerer\", \"randomise\": true}' (default: none)")
     sb3.set_defaults(func=_train_sb3)
 
     for name in SUBCOMMAND_MODULES:

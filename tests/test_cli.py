@@ -173,3 +173,7 @@ def test_env_kwargs_reach_the_env_and_bad_keys_fail_with_close_matches(tmp_path,
     with pytest.raises(SystemExit):
         main(["eval", "--env", "TowerBuild-v0", "--agent", "oracle", "--env-kwargs", "[4]"])
     assert "must be a JSON object" in capsys.readouterr().err
+    # train-sb3 checks its kwargs before it trains anything
+    assert main(["train-sb3", "--env", "TopBlockStability-v0", "--out", str(tmp_path / "p.zip"),
+                 "--env-kwargs", '{"stlye": "lerer"}']) == 2
+    assert "did you mean 'style'" in capsys.readouterr().err and not (tmp_path / "p.zip").exists()

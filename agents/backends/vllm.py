@@ -292,6 +292,12 @@ class VLLMBackend:
     def wake_up(self) -> None:
         """Undo :meth:`sleep` (called by :meth:`generate` itself when needed)."""
         if self._asleep:
+            import torch
+
+            # The learner's freed blocks stay in torch's cache unless returned first, and the engine's weights
+            # and KV cache would not fit beside them: TRL's GRPOTrainer empties it before wake_up for the same reason.
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             self.llm.wake_up()
             self._asleep = False
 

@@ -69,8 +69,8 @@ Memory (GiB = 2**30 B; GPU = 80 GiB; N = parameter counts by role):
   resident while the engine generates; during the update the engine keeps its share unless
   ``vllm_sleep_mode`` (level 1: weights to CPU, KV dropped; ASSUMED 1 GiB left). The sleep figure
   assumes the learner's cached activation blocks go back to the driver before the engine wakes
-  (TRL calls ``torch.cuda.empty_cache()`` before ``wake_up``, "required to avoid OOM";
-  ``agents/backends/vllm.py`` does not today, so PyTorch's cache may still hold them). Split
+  (``agents/backends/vllm.py`` calls ``torch.cuda.empty_cache()`` before ``wake_up``, as TRL does,
+  "required to avoid OOM"). Split
   (``backend: vllm-server``): the engine on its own GPU(s) (TP for 32B), the learner on one.
   The project's learner is data-parallel only (no tensor/FSDP sharding), so it must fit one GPU.
 * ASSUMED 1 GiB CUDA context + allocator slack on the learner's GPU.

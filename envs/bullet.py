@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-__all__ = ["pybullet", "quiet_fds"]
+__all__ = ["pybullet", "quiet_fds", "BulletClient"]
 
 
 def _flush_c_stdio() -> None:
@@ -62,3 +62,28 @@ def quiet_fds(fds: tuple[int, ...] = (1, 2)) -> Iterator[None]:
 
 with quiet_fds():
     import pybullet
+
+
+class BulletClient:
+    """Owns one pybullet DIRECT client, connected on first use of :attr:`client` and disconnected by
+    :meth:`close` (or when the owner is garbage-collected). The physics world and the styled renderer
+    each hold one; a subclass sets ``self._client = None`` in its ``__init__`` and pickles without it."""
+
+    _client: int | None = None
+
+    @property
+    def client(self) -> int:
+        if self._client is None:
+            self._client = pybullet.connect(pybullet.DIRECT)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                pybullet.disconnect(physicsClientId=self._client)
+            except Exception:  # at interpreter exit pybullet's own names may already be gone
+                pass
+            self._client = None
+
+    def __del__(self) -> None:
+        self.close()

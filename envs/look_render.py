@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from .bullet import BulletClient
 from .bullet import pybullet as p
 from .physics import WORLD_UNITS_PER_EDGE
 from .render import FAR, NEAR, add_room
@@ -187,7 +188,7 @@ def _cloth(look: Look, width: int, height: int) -> np.ndarray:
     return base * shade[:, :, None] * light
 
 
-class LookRenderer:
+class LookRenderer(BulletClient):
     """Renders scenes under looks in its own pybullet DIRECT client (one per env; not thread-safe).
 
     Pickling drops the client; the next render connects a new one.
@@ -199,23 +200,6 @@ class LookRenderer:
         self._bodies: list[int] = []
         self._textures: dict[tuple[int, int], int] = {}  # (pattern, contrast level) -> pybullet texture id
         self._frames = 0  # frames since the client was last emptied
-
-    @property
-    def client(self) -> int:
-        if self._client is None:
-            self._client = p.connect(p.DIRECT)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            try:
-                p.disconnect(physicsClientId=self._client)
-            except Exception:  # at interpreter exit pybullet's own names may already be gone
-                pass
-            self._client = None
-
-    def __del__(self) -> None:
-        self.close()
 
     def __getstate__(self) -> dict:
         return {"_client": None, "_backdrops": {}, "_bodies": [], "_textures": {}, "_frames": 0}

@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .bullet import BulletClient
 from .bullet import pybullet as p
 from .render import add_room, render_rgb
 from .scenes import Cube, Scene
@@ -100,7 +101,7 @@ def _shape(client: int, block: Cube, scale: float) -> tuple[int, int, float]:
     raise ValueError(f"no pybullet shape for a block of shape {block.shape!r}")
 
 
-class World:
+class World(BulletClient):
     """One pybullet DIRECT client holding the floor and the cubes of one scene.
 
     Not thread-safe; one per environment. Pickling keeps the loaded scene and
@@ -113,23 +114,6 @@ class World:
         self._bodies: list[int] = []
 
     # -- lifecycle -------------------------------------------------------
-    @property
-    def client(self) -> int:
-        if self._client is None:
-            self._client = p.connect(p.DIRECT)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            try:
-                p.disconnect(physicsClientId=self._client)
-            except Exception:  # at interpreter exit pybullet's own names may already be gone
-                pass
-            self._client = None
-
-    def __del__(self) -> None:
-        self.close()
-
     def __getstate__(self) -> dict:
         return {"scene": self._scene}
 

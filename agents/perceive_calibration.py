@@ -37,11 +37,11 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from envs.atomic import write_text_atomic
 from envs.physics import World
 from envs.scenes import Scene
 
@@ -234,7 +234,7 @@ def run(args: Any) -> int:
     result = calibrate(args.n, args.seed)
     print(result.summary())
     if args.out:
-        Path(args.out).write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        write_text_atomic(args.out, json.dumps(result.to_dict(), indent=1) + "\n")  # a crash leaves the old file
         print(f"written to {args.out}")
     return 0
 

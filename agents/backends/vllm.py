@@ -54,7 +54,7 @@ from .base import (
     prompt_image_lists,
 )
 
-__all__ = ["VLLMBackend", "VLLM_EXTRA", "MULTI_TURN_MAX_IMAGES"]
+__all__ = ["VLLMBackend", "suppressed_token_ids", "stop_token_ids", "VLLM_EXTRA", "MULTI_TURN_MAX_IMAGES"]
 
 VLLM_EXTRA = "pip install 'cubeworld[vllm]'"
 # max_images_per_prompt of the engine VLMAgent.from_pretrained(backend="vllm") builds when
@@ -87,6 +87,36 @@ def _dtype_name(dtype: Any) -> str:
         return "float32"
     name = str(dtype)
     return name[len("torch."):] if name.startswith("torch.") else name
+
+
+def suppressed_token_ids(tokenizer: Any, hf_config: Any, vocab_size: int) -> list[int]:
+    """Token ids never sampled, sorted: the vision markers (by name, and by ``hf_config``'s id
+    attributes) and the embedding rows beyond ``tokenizer`` (up to ``vocab_size``)."""
+    vocab = tokenizer.get_vocab()
+    ids = {vocab[t] for t in _VISION_TOKENS if t in vocab}
+    for attr in _VISION_CONFIG_IDS:
+        value = getattr(hf_config, attr, None)
+        if isinstance(value, int):
+            ids.add(value)
+    ids.update(range(len(tokenizer), vocab_size))
+    return sorted(i for i in ids if 0 <= i < vocab_size)
+
+
+def stop_token_ids(tokenizer: Any, path: str) -> list[int]:
+    """Stop tokens, sorted: the checkpoint's ``generation_config`` EOS ids (folder ``path``) plus the
+    tokenizer's EOS."""
+    ids: set[int] = set()
+    try:
+        from transformers import GenerationConfig
+
+        eos = GenerationConfig.from_pretrained(path).eos_token_id
+    except (OSError, ValueError):
+        eos = None
+    if eos is not None:
+        ids.update([eos] if isinstance(eos, int) else eos)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return sorted(ids)
 
 
 class VLLMBackend:
@@ -192,10 +222,10 @@ class VLLMBackend:
         self.tokenizer = processor.tokenizer if processor is not None else self.llm.get_tokenizer()
         model_config = self.llm.llm_engine.model_config
         self.vocab_size = int(model_config.get_vocab_size())
-        self.suppress_token_ids = self._suppressed_ids(model_config.hf_config)
+        self.suppress_token_ids = suppressed_token_ids(self.tokenizer, model_config.hf_config, self.vocab_size)
         suppressed = set(self.suppress_token_ids)
         self.allowed_token_ids = [i for i in range(self.vocab_size) if i not in suppressed]
-        self.eos_token_ids = self._eos_ids(path)
+        self.eos_token_ids = stop_token_ids(self.tokenizer, path)
         # LoRA bookkeeping: (name, version, path) -> integer id; the id each name uses now.
         self._lora_ids: dict[tuple[str, int, str], int] = {}
         self._active_lora_id: dict[str, int] = {}
@@ -203,32 +233,6 @@ class VLLMBackend:
         self._next_lora_id = 1
 
     # -- set-up ------------------------------------------------------------------------------
-
-    def _suppressed_ids(self, hf_config: Any) -> list[int]:
-        """Vision markers (by name and by config id) and rows beyond the tokenizer: never sampled."""
-        vocab = self.tokenizer.get_vocab()
-        ids = {vocab[t] for t in _VISION_TOKENS if t in vocab}
-        for attr in _VISION_CONFIG_IDS:
-            value = getattr(hf_config, attr, None)
-            if isinstance(value, int):
-                ids.add(value)
-        ids.update(range(len(self.tokenizer), self.vocab_size))
-        return sorted(i for i in ids if 0 <= i < self.vocab_size)
-
-    def _eos_ids(self, path: str) -> list[int]:
-        """Stop tokens: the checkpoint's ``generation_config`` EOS ids plus the tokenizer's EOS."""
-        ids: set[int] = set()
-        try:
-            from transformers import GenerationConfig
-
-            eos = GenerationConfig.from_pretrained(path).eos_token_id
-        except (OSError, ValueError):
-            eos = None
-        if eos is not None:
-            ids.update([eos] if isinstance(eos, int) else eos)
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(self.tokenizer.eos_token_id)
-        return sorted(ids)
 
     # -- adapters ----------------------------------------------------------------------------
 

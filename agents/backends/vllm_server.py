@@ -57,7 +57,7 @@ from .base import (
     as_adapter_request,
     prompt_image_lists,
 )
-from .vllm import _VISION_CONFIG_IDS, _VISION_TOKENS
+from .vllm import stop_token_ids, suppressed_token_ids
 
 __all__ = ["VLLMServerBackend", "RolloutServerError", "PASS_THROUGH_TEMPLATE", "check_server_url",
            "server_arguments", "serve_rollouts", "API_KEY_ENV"]
@@ -170,24 +170,12 @@ class VLLMServerBackend:
     # -- set-up ------------------------------------------------------------------------------
 
     def _special_ids(self, path: str) -> tuple[list[int], list[int]]:
-        """(stop ids, never-sampled ids): the checkpoint's EOS ids plus the tokenizer's; vision markers
-        (by name and by config id) and embedding rows beyond the tokenizer (as the vllm backend)."""
-        from transformers import AutoConfig, GenerationConfig
+        """(stop ids, never-sampled ids), chosen as the in-process vllm backend chooses them."""
+        from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(path)
         vocab_size = int(config.get_text_config().vocab_size)
-        try:
-            eos = GenerationConfig.from_pretrained(path).eos_token_id
-        except (OSError, ValueError):
-            eos = None
-        stop = set([eos] if isinstance(eos, int) else (eos or []))
-        if self.tokenizer.eos_token_id is not None:
-            stop.add(self.tokenizer.eos_token_id)
-        vocab = self.tokenizer.get_vocab()
-        suppressed = {vocab[t] for t in _VISION_TOKENS if t in vocab}
-        suppressed.update(v for v in (getattr(config, a, None) for a in _VISION_CONFIG_IDS) if isinstance(v, int))
-        suppressed.update(range(len(self.tokenizer), vocab_size))
-        return sorted(stop), sorted(i for i in suppressed if 0 <= i < vocab_size)
+        return stop_token_ids(self.tokenizer, path), suppressed_token_ids(self.tokenizer, config, vocab_size)
 
     def _served_base(self, url: str) -> str:
         """The base model's served name on ``url`` (``/v1/models``: the entry without a parent)."""

@@ -13,10 +13,16 @@ Action mapping (:func:`action_to_answer`), one row per answer format:
 ===========  ==========  ====================================================
 format       action      answer
 ===========  ==========  ====================================================
-``binary``   ``(1,)``    ``Yes`` if ``a[0] > 0`` else ``No``
+``binary``   ``(1,)``    the label asserting "stable" if ``a[0] > 0``, else the other
+``true_false``           (``Yes`` / ``No`` on the 2026 paper's tasks and the photos)
 ``x``        ``(1,)``    ``round(600 * a[0])``, units (100 = one block edge)
 ``xy``       ``(2,)``    x as above, up ``round(500 * (a[1] + 1))`` in [0, 1000]
 ===========  ==========  ====================================================
+
+A binary action means the same on every binary task: positive asserts the scene is stable.
+The label written follows the task's polarity (:func:`envs.worlds.polarity`), so a policy
+trained on ``TowerStability-v0`` ("Will the tower fall?", ``Yes`` = falls) answers the photos'
+"Is this tower stable?" by meaning, not by label.
 
 Actions are clipped to ``[-1, 1]`` first; a non-finite action is written as
 ``<answer>nan</answer>``, which the env judges unparseable (bad model output is
@@ -39,9 +45,10 @@ from gymnasium import spaces
 from PIL import Image
 
 import envs  # noqa: F401  (registers the env ids with Gymnasium)
+from envs.answers import BINARY_LABELS, is_binary
 from envs.atomic import atomic_path
 
-from .base import Observation, task_of
+from .base import Observation, polarity_of, task_of
 
 __all__ = [
     "TextActionWrapper", "SB3Agent", "action_to_answer", "preprocess_image", "make_sb3_env",
@@ -53,7 +60,7 @@ UP_RANGE = (0, 1000)
 # Up written for an x-only (1-D) policy answering SideBlockXY-v0: the height of the
 # tallest side-block tower (3 cubes), the lowest up that never lands inside a tower.
 FIXED_UP = 300
-_FORMATS = ("binary", "x", "xy")
+_FORMATS = ("binary", "true_false", "x", "xy")
 
 
 def _require_sb3():
@@ -67,14 +74,17 @@ def _require_sb3():
     return stable_baselines3
 
 
-def action_to_answer(action: Any, answer_format: str, fixed_up: int = FIXED_UP) -> str:
+def action_to_answer(action: Any, answer_format: str, fixed_up: int = FIXED_UP,
+                     yes_means: str = "stable") -> str:
     """Write a ``[-1, 1]`` action as the answer text of ``answer_format`` (table in the module doc).
 
     Args:
         action: array-like of floats, shape ``(1,)`` or ``(2,)`` (extra entries are
             ignored; a 1-D action answering ``xy`` gets ``up = fixed_up``).
-        answer_format: ``"binary"``, ``"x"`` or ``"xy"``.
+        answer_format: ``"binary"``, ``"true_false"``, ``"x"`` or ``"xy"``.
         fixed_up: up in answer units for a 1-D action in the ``xy`` format.
+        yes_means: binary formats: what the first label asserts, ``"stable"`` or ``"falls"``
+            (``env.yes_means``; :func:`agents.base.polarity_of` of an observation).
 
     Raises:
         ValueError: unknown ``answer_format`` or an empty action (programming errors).
@@ -87,8 +97,10 @@ def action_to_answer(action: Any, answer_format: str, fixed_up: int = FIXED_UP) 
     if not np.all(np.isfinite(a[: 2 if answer_format == "xy" else 1])):
         return "<answer>nan</answer>"
     a = np.clip(a, -1.0, 1.0)
-    if answer_format == "binary":
-        return f"<answer>{'Yes' if a[0] > 0 else 'No'}</answer>"
+    if is_binary(answer_format):
+        first, second = BINARY_LABELS[answer_format]
+        stable = bool(a[0] > 0)
+        return f"<answer>{first if stable == (yes_means == 'stable') else second}</answer>"
     x = int(np.rint(X_SCALE * a[0]))
     if answer_format == "x":
         return f"<answer>{x}</answer>"
@@ -146,6 +158,7 @@ class TextActionWrapper(gym.Wrapper):
         if image_size < 1:
             raise ValueError(f"image_size must be a positive int, got {image_size!r}")
         self.answer_format = answer_format
+        self.yes_means = getattr(env.unwrapped, "yes_means", None) or "stable"
         self.image_size = int(image_size)
         self.observation_space = spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
         dim = 2 if answer_format == "xy" else 1
@@ -156,7 +169,7 @@ class TextActionWrapper(gym.Wrapper):
         return preprocess_image(obs["image"], self.image_size), info
 
     def step(self, action: Any):
-        answer = action_to_answer(action, self.answer_format)
+        answer = action_to_answer(action, self.answer_format, yes_means=self.yes_means)
         obs, reward, terminated, truncated, info = self.env.step(answer)
         info["answer"] = answer
         return preprocess_image(obs["image"], self.image_size), float(reward), terminated, truncated, info
@@ -318,7 +331,7 @@ class SB3Agent:
         actions, _ = self.model.predict(batch, deterministic=self.deterministic)
         actions = np.asarray(actions).reshape(len(observations), -1)
         return [
-            action_to_answer(a, self.answer_format or task_of(o)[0], self.fixed_up)
+            action_to_answer(a, self.answer_format or task_of(o)[0], self.fixed_up, polarity_of(o)[1])
             for a, o in zip(actions, observations)
         ]
 

@@ -120,6 +120,57 @@ def test_every_action_in_the_box_is_a_legal_answer(answer_format):
         assert parse_answer(action_to_answer(action, answer_format), answer_format).legal
 
 
+@pytest.mark.parametrize(
+    ("action", "answer_format", "yes_means", "expected"),
+    [
+        ([0.5], "binary", "stable", "<answer>Yes</answer>"),
+        ([-0.5], "binary", "stable", "<answer>No</answer>"),
+        ([0.5], "binary", "falls", "<answer>No</answer>"),  # "Will the tower fall?": stable is No
+        ([-0.5], "binary", "falls", "<answer>Yes</answer>"),
+        ([0.0], "binary", "falls", "<answer>Yes</answer>"),  # 0 does not assert stable
+        ([0.5], "true_false", "stable", "<answer>True</answer>"),
+        ([-0.5], "true_false", "stable", "<answer>False</answer>"),
+    ],
+)
+def test_a_positive_binary_action_asserts_stable_whatever_the_labels(action, answer_format, yes_means, expected):
+    assert action_to_answer(np.asarray(action, np.float32), answer_format, yes_means=yes_means) == expected
+
+
+@pytest.mark.parametrize("env_id", ["TopBlockStability-v0", "TowerStability-v0", "ShapeStacksStability-v0"])
+def test_wrapper_judges_a_positive_action_as_the_claim_stable(env_id):
+    wrapped = make_sb3_env(env_id, image_size=32)
+    for seed in range(4):
+        for sign in (1.0, -1.0):
+            _, info = wrapped.reset(seed=seed)
+            stable = info["stable_initially"] if "falls" not in info else not info["falls"]
+            _, reward, *_ = wrapped.step(np.array([sign], np.float32))
+            assert (reward > 0) == ((sign > 0) == stable), (env_id, seed, sign, info)
+    wrapped.close()
+
+
+class _ConstantPolicy:
+    """A stand-in SB3 model whose every action is ``value``: what an agent writes is then its mapping alone."""
+
+    observation_space = gym.spaces.Box(0, 255, (3, 32, 32), np.uint8)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def predict(self, batch, deterministic=True):
+        return np.full((len(batch), 1), self.value, np.float32), None
+
+
+@pytest.mark.parametrize(("value", "top", "tower"), [(1.0, "Yes", "No"), (-1.0, "No", "Yes")])
+def test_sb3_agent_answers_binary_tasks_by_meaning(value, top, tower):
+    """One policy says "stable" to the photos' question and "will not fall" to the towers' question."""
+    agent = SB3Agent(_ConstantPolicy(value))
+    assert agent.act(_observations("TopBlockStability-v0", seeds=(0,))) == [f"<answer>{top}</answer>"]
+    assert agent.act(_observations("TowerStability-v0", seeds=(0,))) == [f"<answer>{tower}</answer>"]
+    bare = [{"image": o["image"], "prompt": o["prompt"]} for o in _observations("TowerStability-v0", seeds=(0,))]
+    assert agent.act(bare) == [f"<answer>{tower}</answer>"]
+
+
 def test_non_finite_action_is_judged_unparseable():
     assert parse_answer(action_to_answer([math.nan], "x"), "x").outcome == "unparseable"
 

@@ -1,4 +1,5 @@
-"""``cubeworld eval-real`` (real photos, human alignment), ``cubeworld bias`` (T_pref) and
+"""``cubeworld eval-real`` (real photos, human alignment), ``cubeworld real-seeds`` (its results
+pooled over training seeds), ``cubeworld bias`` (T_pref) and
 ``cubeworld calibrate-perceive`` (the perceive agent's photo constants, from renders): thin."""
 
 from __future__ import annotations
@@ -74,6 +75,42 @@ def _bias(args: argparse.Namespace) -> int:
     return 0
 
 
+def _real_seeds(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    from envs.atomic import write_text_atomic
+    from evaluation.real import RealEvaluationResult
+    from evaluation.real_seeds import REAL_SEEDS_COLUMNS, format_real_seed_rows, real_seed_rows, result_name
+
+    results = {}
+    for path in args.results:
+        name = result_name(path)
+        if name in results:
+            print(f"cubeworld real-seeds: error: two results named {name!r}; rename one file", file=sys.stderr)
+            return 2
+        try:
+            results[name] = RealEvaluationResult.load(path)
+        except FileNotFoundError:
+            print(f"cubeworld real-seeds: error: no result file {path!r}; write one with "
+                  "cubeworld eval-real --out", file=sys.stderr)
+            return 2
+    try:
+        rows = real_seed_rows(results)
+    except ValueError as exc:
+        print(f"cubeworld real-seeds: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_real_seed_rows(rows))
+    if args.out:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=REAL_SEEDS_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(args.out, buf.getvalue())
+        print(f"pooled rows written to {args.out}")
+    return 0
+
+
 def _calibrate_perceive(args: argparse.Namespace) -> int:
     from agents.perceive_calibration import run
 
@@ -81,7 +118,7 @@ def _calibrate_perceive(args: argparse.Namespace) -> int:
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``eval-real``, ``bias`` and ``calibrate-perceive`` to the ``cubeworld`` command."""
+    """Add ``eval-real``, ``real-seeds``, ``bias`` and ``calibrate-perceive`` to the ``cubeworld`` command."""
     ca = subparsers.add_parser(
         "calibrate-perceive",
         help="choose the perceive agent's photo constants on lerer-style renders (never on photos)",
@@ -120,6 +157,19 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
                     "setting most accurate on the others")
     add_decoding_arguments(ev)
     ev.set_defaults(func=_eval_real)
+
+    rs = subparsers.add_parser(
+        "real-seeds",
+        help="pool eval-real results over training seeds: mean and range per condition",
+        description="Read eval-real result files (--out of cubeworld eval-real), name each by its file stem "
+        "less 'real-', pool the names COND-sSEED per COND and print, per condition, the mean [min, max] over "
+        "seeds of accuracy, kappa vs the human participants and T_pref, how many seeds beat the photos' "
+        "majority answer (and with their 95%% interval above it), and the fraction of photos every seed "
+        "answers alike.",
+    )
+    rs.add_argument("results", nargs="+", metavar="FILE.json", help="eval-real result files, e.g. runs/x/real-*.json")
+    rs.add_argument("--out", default=None, metavar="FILE.csv", help="also write the pooled rows as CSV here")
+    rs.set_defaults(func=_real_seeds)
 
     bi = subparsers.add_parser(
         "bias",

@@ -13,7 +13,7 @@ from .base import Agent, task_of
 
 __all__ = [
     "Agent", "task_of", "RandomAgent", "ConstantAgent", "OracleAgent", "PerceiveSimulateAgent",
-    "VLMAgent", "SB3Agent", "load_agent", "LogProbJudge",
+    "VLMAgent", "SB3Agent", "load_agent", "LogProbJudge", "VoteAgent",
 ]
 
 _LAZY = {
@@ -25,6 +25,7 @@ _LAZY = {
     "SB3Agent": "agents.sb3",
     "load_agent": "agents.factory",
     "LogProbJudge": "agents.logprob",
+    "VoteAgent": "agents.ensemble",
 }
 
 

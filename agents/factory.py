@@ -33,11 +33,15 @@ AGENT_SPECS = {
                                         "probability of '<answer>Yes</answer>' vs '<answer>No</answer>' "
                                         "(LogProbJudge)",
     "sb3:PATH": "a stable-baselines3 PPO model saved by agents.sb3 (SB3Agent)",
+    "vote:SPEC|SPEC|...": "the majority answer of two or more agents, ties to the first (VoteAgent), e.g. "
+                          "vote:perceive|sb3:a.zip|sb3:b.zip",
     "repeat:SPEC": "multi-step episodes: the agent SPEC asked every turn the first turn's question, so it ignores "
                    "feedback, e.g. repeat:perceive or repeat:vlm:tiny-base (RepeatAgent)",
 }
 
-_NEEDS_ARGUMENT = {"constant": "TEXT", "vlm": "MODEL", "vlm-logprob": "MODEL", "sb3": "PATH", "repeat": "SPEC"}
+_NEEDS_ARGUMENT = {"constant": "TEXT", "vlm": "MODEL", "vlm-logprob": "MODEL", "sb3": "PATH", "repeat": "SPEC",
+                   "vote": "SPEC|SPEC|..."}
+VOTE_SEPARATOR = "|"
 
 
 def split_adapter(arg: str) -> tuple[str, str | None]:
@@ -80,6 +84,14 @@ def _parse(spec: str) -> tuple[str, str, str | None]:
         if kind == "repeat":
             _parse(arg)  # the wrapped spec, checked as it would be alone
             return kind, arg, None
+        if kind == "vote":
+            members = arg.split(VOTE_SEPARATOR)
+            if len(members) < 2 or not all(members):
+                raise ValueError(f"agent spec {spec!r}: a vote needs two or more specs joined by "
+                                 f"'{VOTE_SEPARATOR}', e.g. vote:perceive|sb3:a.zip|sb3:b.zip")
+            for member in members:
+                _parse(member)
+            return kind, arg, None
         if kind in ("vlm", "vlm-logprob"):
             model, adapter = split_adapter(arg)
             if adapter is not None:
@@ -107,7 +119,8 @@ def load_agent(spec: str, seed: int = 0, sampling: Any = None, **options: Any) -
 
     Args:
         spec: e.g. ``"oracle"``, ``"constant:<answer>0</answer>"``, ``"vlm:tiny"``,
-            ``"vlm:tiny-base+adapter=runs/x/checkpoints/step-000100"``, ``"vlm-logprob:tiny-base"``.
+            ``"vlm:tiny-base+adapter=runs/x/checkpoints/step-000100"``, ``"vlm-logprob:tiny-base"``,
+            ``"vote:perceive|sb3:a.zip|sb3:b.zip"`` (every member gets ``seed``, ``sampling`` and ``options``).
         seed: seed of random agents and of VLM sampling.
         sampling: decoding of ``vlm:`` agents (:class:`agents.backends.base.SamplingParams`; default
             :data:`agents.backends.base.EVAL_DECODING`), its seed replaced by ``seed``; other kinds ignore it
@@ -129,6 +142,11 @@ def load_agent(spec: str, seed: int = 0, sampling: Any = None, **options: Any) -
         from .baselines import RepeatAgent
 
         return RepeatAgent(load_agent(arg, seed=seed, sampling=sampling, **options))
+    if kind == "vote":
+        from .ensemble import VoteAgent
+
+        members = arg.split(VOTE_SEPARATOR)
+        return VoteAgent([load_agent(m, seed=seed, sampling=sampling, **options) for m in members], names=members)
     if kind == "random":
         from .baselines import RandomAgent
 

@@ -13,8 +13,8 @@ Action mapping (:func:`action_to_answer`), one row per answer format:
 ===========  ==========  ====================================================
 format       action      answer
 ===========  ==========  ====================================================
-``binary``   ``(1,)``    the label asserting "stable" if ``a[0] > 0``, else the other
-``true_false``           (``Yes`` / ``No`` on the 2026 paper's tasks and the photos)
+``binary``,  ``(1,)``    the label asserting "stable" if ``a[0] > 0``, else the other
+``true_false``           (``Yes`` on the 2026 paper's tasks, ``No`` on ``TowerStability-v0``)
 ``x``        ``(1,)``    ``round(600 * a[0])``, units (100 = one block edge)
 ``xy``       ``(2,)``    x as above, up ``round(500 * (a[1] + 1))`` in [0, 1000]
 ===========  ==========  ====================================================

@@ -3,7 +3,8 @@
 A learning claim holds over several training seeds (README conventions), so each trained agent
 of a condition is scored on the photos once (``cubeworld eval-real --out real-COND-sSEED.json``)
 and the results are summarised here per condition, as :mod:`evaluation.seeds` does for the
-generalisation matrix: the mean, minimum and maximum over seeds of accuracy, Cohen's kappa
+generalisation matrix: the mean rate of legal answers (an illegal answer is wrong) and the mean,
+minimum and maximum over seeds of accuracy, Cohen's kappa
 against the human participants (mean over participants, :mod:`evaluation.agreement`) and T_pref
 (:func:`evaluation.judgements.t_pref`, positive class "stable"); how many seeds beat the photos'
 majority answer (by accuracy, and with the seed's 95% interval above it); and how often the seeds
@@ -23,7 +24,7 @@ from .seeds import SEED_NAME
 
 __all__ = ["REAL_SEEDS_COLUMNS", "result_name", "real_seed_rows", "format_real_seed_rows"]
 
-REAL_SEEDS_COLUMNS = ("condition", "n_seeds", "accuracy", "accuracy_min", "accuracy_max", "kappa_humans",
+REAL_SEEDS_COLUMNS = ("condition", "n_seeds", "legal_rate", "accuracy", "accuracy_min", "accuracy_max", "kappa_humans",
                       "kappa_humans_min", "kappa_humans_max", "t_pref", "t_pref_min", "t_pref_max",
                       "majority_accuracy", "seeds_above_majority", "seeds_ci_above_majority", "seeds_agree")
 
@@ -72,7 +73,7 @@ def real_seed_rows(results: dict[str, RealEvaluationResult]) -> list[dict[str, A
         tp, tp_min, tp_max = _stats([r.bias.get("t_pref") for r in rs])
         answers = list(zip(*[[p.parsed for p in r.photos] for r in rs]))
         rows.append({
-            "condition": condition, "n_seeds": len(rs),
+            "condition": condition, "n_seeds": len(rs), "legal_rate": sum(r.legal_rate for r in rs) / len(rs),
             "accuracy": acc, "accuracy_min": acc_min, "accuracy_max": acc_max,
             "kappa_humans": kap, "kappa_humans_min": kap_min, "kappa_humans_max": kap_max,
             "t_pref": tp, "t_pref_min": tp_min, "t_pref_max": tp_max,
@@ -95,10 +96,10 @@ def format_real_seed_rows(rows: list[dict[str, Any]]) -> str:
             return _f(row[key])
         return f"{_f(row[key])} [{_f(row[key + '_min'])}, {_f(row[key + '_max'])}]"
 
-    lines = ["| condition | seeds | accuracy, mean [min, max] | κ vs humans | T_pref | seeds > majority (CI) "
-             "| seeds agree |", "|---|---|---|---|---|---|---|"]
+    lines = ["| condition | seeds | legal | accuracy, mean [min, max] | κ vs humans | T_pref | seeds > majority (CI) "
+             "| seeds agree |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['condition']} | {r['n_seeds']} | {rng(r, 'accuracy')} | {rng(r, 'kappa_humans')} | "
+        lines.append(f"| {r['condition']} | {r['n_seeds']} | {_f(r['legal_rate'])} | {rng(r, 'accuracy')} | {rng(r, 'kappa_humans')} | "
                      f"{rng(r, 't_pref')} | {r['seeds_above_majority']} ({r['seeds_ci_above_majority']}) | "
                      f"{_f(r['seeds_agree']) if r['n_seeds'] > 1 else '-'} |")
     majority = {round(r["majority_accuracy"], 6) for r in rows}

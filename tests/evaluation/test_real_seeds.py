@@ -49,7 +49,7 @@ def test_seeds_pool_by_condition_with_mean_min_max_and_agreement(data_dir):
     assert list(rows) == ["cnn", "yes"]
     n = len(FIXTURE)
     cnn = rows["cnn"]
-    assert cnn["n_seeds"] == 2
+    assert cnn["n_seeds"] == 2 and cnn["legal_rate"] == 1.0
     assert cnn["accuracy"] == pytest.approx((1.0 + (n - 1) / n) / 2)
     assert (cnn["accuracy_min"], cnn["accuracy_max"]) == (pytest.approx((n - 1) / n), 1.0)
     assert cnn["seeds_agree"] == pytest.approx((n - 1) / n)  # the two seeds differ on one photo
@@ -62,7 +62,7 @@ def test_seeds_pool_by_condition_with_mean_min_max_and_agreement(data_dir):
     yes = rows["yes"]
     assert yes["n_seeds"] == 1 and yes["t_pref"] == 1.0 and yes["seeds_above_majority"] == 0
     table = format_real_seed_rows(list(rows.values()))
-    assert "| cnn | 2 |" in table and "| yes | 1 | 0.500 |" in table
+    assert "| cnn | 2 | 1.000 |" in table and "| yes | 1 | 1.000 | 0.500 |" in table
 
 
 def test_results_of_different_photo_sets_are_not_pooled(data_dir, tmp_path):

@@ -18,6 +18,11 @@ def _eval_real(args: argparse.Namespace) -> int:
 
     from .cli_decoding import decoding_from_args
 
+    try:
+        prompt = _photo_prompt(args.prompt)
+    except ValueError as exc:
+        print(f"cubeworld eval-real: error: {exc}", file=sys.stderr)
+        return 2
     agent = load_agent(args.agent, seed=args.seed, sampling=decoding_from_args(args))
     if args.leave_one_out and not callable(getattr(agent, "photo_candidates", None)):
         print(f"cubeworld eval-real: error: --leave-one-out needs an agent that declares the photo settings "
@@ -26,7 +31,7 @@ def _eval_real(args: argparse.Namespace) -> int:
         return 2
     try:
         result = evaluate_real(agent, args.data, image_size=args.image_size, batch_size=args.batch_size,
-                               seed=args.seed, progress=not args.quiet, agent_name=args.agent)
+                               seed=args.seed, progress=not args.quiet, agent_name=args.agent, prompt=prompt)
     except FileNotFoundError as exc:
         print(f"cubeworld eval-real: error: {exc}", file=sys.stderr)
         return 2
@@ -37,6 +42,28 @@ def _eval_real(args: argparse.Namespace) -> int:
     if args.leave_one_out:
         _leave_one_out(agent, args)
     return 0
+
+
+def _photo_prompt(text: str | None) -> str | None:
+    """``--prompt``: None (the Lerer prompt), a task name (its prompt, if its ``Yes`` means stable) or text.
+
+    Raises:
+        ValueError: a task whose ``Yes`` means "falls" (the photos are judged ``Yes`` = stable).
+    """
+    from envs.prompts import PROMPTS, WORLD_PROMPTS, prompt_for
+    from envs.tower_env import ALL_TASKS
+    from envs.worlds import polarity
+
+    if text is None or (text not in PROMPTS and text not in WORLD_PROMPTS):
+        return text
+    fmt = ALL_TASKS[text][1]
+    labels, yes_means = polarity(text, fmt)
+    if fmt not in ("binary", "true_false") or labels != ("Yes", "No") or yes_means != "stable":
+        asks = f"asks for {fmt} answers" if fmt not in ("binary", "true_false") else \
+            f"is answered {labels[0]} / {labels[1]} with {labels[0]} = {yes_means}"
+        raise ValueError(f"--prompt {text}: that task {asks}, but the photos are judged Yes = stable; choose a "
+                         "task asked that way (top_block_stability) or pass the text of a prompt")
+    return prompt_for(text)
 
 
 def _leave_one_out(agent: Any, args: argparse.Namespace) -> None:
@@ -155,6 +182,10 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
                     help="also report the leave-one-out accuracy over the photo settings the agent was tuned "
                     "over (agents with photo_candidates(), e.g. perceive): each photo is answered by the "
                     "setting most accurate on the others")
+    ev.add_argument("--prompt", default=None, metavar="TASK|TEXT",
+                    help="ask this instead of the Lerer prompt: a task's prompt by name (e.g. top_block_stability, "
+                    "the question a TopBlockStability-v0 adapter was trained on; tasks whose Yes means 'falls' are "
+                    "refused) or any text, verbatim; answers are judged Yes = stable")
     add_decoding_arguments(ev)
     ev.set_defaults(func=_eval_real)
 

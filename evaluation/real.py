@@ -123,6 +123,7 @@ class RealEvaluationResult:
             "t_pref", "recall", "specificity"}}``.
         photos: per-photo answers, in ``labels.csv`` order.
         decoding: the agent's decoding (:attr:`evaluation.evaluate.EvaluationResult.decoding`).
+        prompt: the question asked when it was not the Lerer prompt (``envs.prompts.LERER``), else None.
         in_sample_note, in_sample_photos: set when the agent declares it was tuned on
             photos and this folder holds them (:func:`evaluation.in_sample.in_sample_note`):
             the accuracy is then in-sample; ``in_sample_photos`` is None when unknown.
@@ -147,6 +148,7 @@ class RealEvaluationResult:
     by_n_blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
     photos: list[PhotoAnswer] = field(default_factory=list)
     decoding: dict[str, Any] | None = None
+    prompt: str | None = None
     in_sample_note: str | None = None
     in_sample_photos: int | None = 0
 
@@ -178,6 +180,7 @@ class RealEvaluationResult:
             ("data", f"{self.data_dir} ({self.n_photos} photos, {self.n_participants} participants)"),
             ("agent", self.agent or "-"),
             ("decoding", describe_decoding(self.decoding)),
+            *([("prompt", self.prompt)] if self.prompt else []),
             ("accuracy", f"{_f(self.accuracy)}{_ci(self.accuracy_ci95)}"),
             ("human accuracy", f"{_f(self.human_accuracy)}{_ci(self.human_accuracy_ci95)}"),
             ("legal answers", _f(self.legal_rate)),
@@ -200,7 +203,7 @@ class RealEvaluationResult:
 
 def evaluate_real(agent: Agent, data_dir: str | os.PathLike, image_size: int = 256, batch_size: int = EVAL_BATCH_SIZE,
                   seed: int = 0, n_resamples: int = 9999, progress: bool = False,
-                  agent_name: str = "") -> RealEvaluationResult:
+                  agent_name: str = "", prompt: str | None = None) -> RealEvaluationResult:
     """Run ``agent`` once on every photo of ``data_dir`` and measure accuracy and human alignment.
 
     Args:
@@ -212,6 +215,10 @@ def evaluate_real(agent: Agent, data_dir: str | os.PathLike, image_size: int = 2
         n_resamples: bootstrap resamples of the kappa interval.
         progress: show a progress bar.
         agent_name: recorded in the result (default: the agent's class name).
+        prompt: ask this text instead of the Lerer prompt, verbatim (e.g. the training task's
+            prompt, to tell a shift of question from a shift of images). The answers are judged
+            as the Lerer question's, ``Yes`` = stable: a prompt whose ``Yes`` means "falls" would
+            be scored inverted (``cubeworld eval-real --prompt`` refuses those by task name).
 
     Returns:
         :class:`RealEvaluationResult`; human fields are None without human data.
@@ -221,8 +228,11 @@ def evaluate_real(agent: Agent, data_dir: str | os.PathLike, image_size: int = 2
     """
     dataset = RealTowerDataset(data_dir, image_size)
     n = len(dataset)
+    env_kwargs = {"data_dir": str(data_dir), "image_size": image_size}
+    if prompt is not None:
+        env_kwargs["prompt"] = prompt
     result = evaluate(agent, ENV_ID, n_episodes=n, seed=0, batch_size=batch_size, progress=progress,
-                      env_kwargs={"data_dir": str(data_dir), "image_size": image_size})
+                      env_kwargs=env_kwargs)
     by_photo = {episode_photo(r.seed, n): r for r in result.episodes}
     if sorted(by_photo) != list(range(n)):  # pragma: no cover - episode_photo's guarantee
         raise RuntimeError("seeds 0 .. n-1 did not cover every photo once")
@@ -248,7 +258,7 @@ def evaluate_real(agent: Agent, data_dir: str | os.PathLike, image_size: int = 2
         data_dir=str(data_dir), agent=agent_name or type(agent).__name__, n_photos=n, image_size=image_size,
         accuracy=accuracy, accuracy_ci95=accuracy_ci, legal_rate=result.legal_rate,
         kappa_truth=_none_if_nan(cohen_kappa(said, truth)), bias=bias_score(truth, said).to_dict(),
-        by_n_blocks=by_n, photos=photos, decoding=result.decoding,
+        by_n_blocks=by_n, photos=photos, decoding=result.decoding, prompt=prompt,
     )
     out.in_sample_note, out.in_sample_photos = in_sample_note(agent, [p.path for p in dataset.photos])
     if has_p:

@@ -131,6 +131,30 @@ def test_cli_eval_real_and_bias_end_to_end(data_dir, tmp_path, capsys):
     assert json.loads(bias_out.read_text())["overall"]["t_pref"] == 0.0
 
 
+def test_eval_real_asks_another_prompt_and_refuses_inverted_ones(data_dir, tmp_path, capsys):
+    from envs.prompts import LERER, TOP_BLOCK_STABILITY
+
+    class Asked:  # records the prompts it is shown; answers "Yes"
+        prompts: set = set()
+
+        def act(self, observations):
+            Asked.prompts |= {o["prompt"] for o in observations}
+            return ["<answer>Yes</answer>"] * len(observations)
+
+    r = evaluate_real(Asked(), data_dir, n_resamples=20, prompt=TOP_BLOCK_STABILITY)
+    assert Asked.prompts == {TOP_BLOCK_STABILITY} and r.prompt == TOP_BLOCK_STABILITY
+    assert r.bias["recall"] == 1.0  # "Yes" is still judged "stable"
+    assert evaluate_real(Asked(), data_dir, n_resamples=20).prompt is None and LERER in Asked.prompts
+    out = tmp_path / "r.json"
+    assert main(["eval-real", "--data", str(data_dir), "--agent", "random", "--quiet", "--out", str(out),
+                 "--prompt", "top_block_stability"]) == 0
+    assert RealEvaluationResult.load(out).prompt == TOP_BLOCK_STABILITY
+    capsys.readouterr()
+    for task, why in [("tower_stability", "Yes = falls"), ("top_block_x_only", "asks for x answers")]:
+        assert main(["eval-real", "--data", str(data_dir), "--agent", "random", "--prompt", task]) == 2
+        assert why in capsys.readouterr().err
+
+
 @needs_lerer
 def test_lerer_dev_perceive_agent_and_humans():
     r = evaluate_real(PerceiveSimulateAgent(), LERER_DIR, n_resamples=1000)

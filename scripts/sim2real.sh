@@ -11,7 +11,8 @@
 #       TopBlockStability-v0, or TowerStability-v0 with 2-4 cubes (the photos' towers)
 #   grpo-{plain,lerer,rand}-s{0,1,2}             the tiny VLM by GRPO (the quickstart's settings)
 #   sft-{plain,lerer,rand}-s{0,1,2}              the tiny VLM by SFT (400 steps)
-#     on TopBlockStability-v0.
+#     on TopBlockStability-v0; their adapters are asked the photos twice: with the Lerer prompt
+#     (real-NAME.json) and with the prompt they were trained on (real-COND-trainprompt-sSEED.json).
 #   vote-rand  the ensemble (VoteAgent): perceive (the chair), the three SFT seeds and the three PPO
 #       TowerStability seeds trained on lerer + randomised renders; chosen before any member's
 #       photo score was seen (7 members: no ties). Run it after the others: `bash scripts/sim2real.sh vote`.
@@ -38,8 +39,8 @@ run_job() {  # NAME: ppo-ENV-LOOK-sSEED | grpo-LOOK-sSEED | sft-LOOK-sSEED
   IFS=- read -r kind env look seed <<<"$name"
   if [[ $kind != ppo ]]; then seed=$look; look=$env; fi
   seed=${seed#s}
-  local real="$OUT/real-$name.json"
-  [[ -f $real ]] && { echo "$name: done ($real)"; return 0; }
+  # Every step skips itself when its output exists.
+  local real="$OUT/real-$name.json" realq="$OUT/real-${name%-s*}-trainprompt-s$seed.json"
   kw=$(look "$look")
   case $kind in
     ppo)
@@ -48,9 +49,10 @@ run_job() {  # NAME: ppo-ENV-LOOK-sSEED | grpo-LOOK-sSEED | sft-LOOK-sSEED
         env_id=TowerStability-v0
         kw=$(python -c "import json,sys; d=json.loads(sys.argv[1]); d['n_blocks']=[2, 4]; print(json.dumps(d))" "$kw")
       fi
-      cubeworld train-sb3 --env "$env_id" --env-kwargs "$kw" --seed "$seed" --eval-episodes 200 \
-        --out "$OUT/$name.zip" > "$OUT/$name.log" 2>&1
-      cubeworld eval-real --data "$DATA" --agent "sb3:$OUT/$name.zip" --quiet --out "$real" >> "$OUT/$name.log" 2>&1
+      [[ -f $OUT/$name.zip ]] || cubeworld train-sb3 --env "$env_id" --env-kwargs "$kw" --seed "$seed" \
+        --eval-episodes 200 --out "$OUT/$name.zip" > "$OUT/$name.log" 2>&1
+      [[ -f $real ]] || cubeworld eval-real --data "$DATA" --agent "sb3:$OUT/$name.zip" --quiet --out "$real" \
+        >> "$OUT/$name.log" 2>&1
       ;;
     grpo|sft)
       local steps=200 extra=()
@@ -59,14 +61,18 @@ run_job() {  # NAME: ppo-ENV-LOOK-sSEED | grpo-LOOK-sSEED | sft-LOOK-sSEED
       [[ -d $adapter ]] || cubeworld train --set env_id=TopBlockStability-v0 "${extra[@]}" --set max_steps=$steps \
         --set eval_every=$steps --set eval_episodes=64 --set save_every=$steps --set seed="$seed" \
         --set "env_kwargs=$kw" --output-dir "$OUT/$name" > "$OUT/$name.log" 2>&1
-      cubeworld eval-real --data "$DATA" --agent "vlm:tiny-base+adapter=$adapter" --quiet --out "$real" \
-        >> "$OUT/$name.log" 2>&1
+      [[ -f $real ]] || cubeworld eval-real --data "$DATA" --agent "vlm:tiny-base+adapter=$adapter" --quiet \
+        --out "$real" >> "$OUT/$name.log" 2>&1
+      # The same photos asked the question the adapter was trained on: a shift of images alone.
+      [[ -f $realq ]] || cubeworld eval-real --data "$DATA" --agent "vlm:tiny-base+adapter=$adapter" --quiet \
+        --prompt top_block_stability --out "$realq" >> "$OUT/$name.log" 2>&1
       ;;
     vote)
       local members=perceive
       for s in 0 1 2; do members+="|vlm:tiny-base+adapter=$OUT/sft-rand-s$s/checkpoints/step-000400"; done
       for s in 0 1 2; do members+="|sb3:$OUT/ppo-tower-rand-s$s.zip"; done
-      cubeworld eval-real --data "$DATA" --agent "vote:$members" --quiet --out "$real" > "$OUT/$name.log" 2>&1
+      [[ -f $real ]] || cubeworld eval-real --data "$DATA" --agent "vote:$members" --quiet --out "$real" \
+        > "$OUT/$name.log" 2>&1
       ;;
     *) echo "unknown job $name" >&2; return 2 ;;
   esac

@@ -13,6 +13,8 @@
 #   sft-{plain,lerer,rand}-s{0,1,2}              the tiny VLM by SFT (400 steps)
 #     on TopBlockStability-v0; their adapters are asked the photos twice: with the Lerer prompt
 #     (real-NAME.json) and with the prompt they were trained on (real-COND-trainprompt-sSEED.json).
+#   looks      sim to sim: every TopBlockStability-v0 agent above on held-out renders of each look
+#       (`cubeworld eval-matrix`, 100 episodes from seed 1000000, seeds pooled); after the others.
 #   vote-rand  the ensemble (VoteAgent): perceive (the chair), the three SFT seeds and the three PPO
 #       TowerStability seeds trained on lerer + randomised renders; chosen before any member's
 #       photo score was seen (7 members: no ties). Run it after the others: `bash scripts/sim2real.sh vote`.
@@ -41,7 +43,7 @@ run_job() {  # NAME: ppo-ENV-LOOK-sSEED | grpo-LOOK-sSEED | sft-LOOK-sSEED
   seed=${seed#s}
   # Every step skips itself when its output exists.
   local real="$OUT/real-$name.json" realq="$OUT/real-${name%-s*}-trainprompt-s$seed.json"
-  kw=$(look "$look")
+  [[ -n $look ]] && kw=$(look "$look")
   case $kind in
     ppo)
       local env_id=TopBlockStability-v0
@@ -74,6 +76,19 @@ run_job() {  # NAME: ppo-ENV-LOOK-sSEED | grpo-LOOK-sSEED | sft-LOOK-sSEED
       [[ -f $real ]] || cubeworld eval-real --data "$DATA" --agent "vote:$members" --quiet --out "$real" \
         > "$OUT/$name.log" 2>&1
       ;;
+    looks)
+      local agents=()
+      for k in ppo-top sft grpo; do for l in plain lerer rand; do for s in 0 1 2; do
+        if [[ $k == ppo-top ]]; then agents+=(--agent "$k-$l-s$s=sb3:$OUT/$k-$l-s$s.zip")
+        else agents+=(--agent "$k-$l-s$s=vlm:tiny-base+adapter=$OUT/$k-$l-s$s/checkpoints/$(printf 'step-%06d' \
+          "$([[ $k == sft ]] && echo 400 || echo 200)")"); fi
+      done; done; done
+      [[ -f $OUT/looks/seeds.csv ]] || cubeworld eval-matrix "${agents[@]}" --agent base=vlm:tiny-base \
+        --env "plain=TopBlockStability-v0" --env 'lerer=TopBlockStability-v0:{"style": "lerer"}' \
+        --env 'rand=TopBlockStability-v0:{"style": "lerer", "randomise": true}' -n 100 --seed 1000000 --quiet \
+        --out "$OUT/looks" > "$OUT/looks.log" 2>&1
+      echo "looks: $OUT/looks/seeds.csv"; return 0
+      ;;
     *) echo "unknown job $name" >&2; return 2 ;;
   esac
   echo "$name: $(python -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"photos {r['accuracy']:.3f}\")" "$real")"
@@ -85,4 +100,5 @@ jobs=()
 for kind in grpo sft; do for l in plain lerer rand; do for s in 0 1 2; do jobs+=("$kind-$l-s$s"); done; done; done
 for env in tower top; do for l in plain lerer rand; do for s in 0 1 2; do jobs+=("ppo-$env-$l-s$s"); done; done; done
 [[ ${1:-} == vote* ]] && jobs=(vote-rand)
+[[ ${1:-} == looks ]] && jobs=(looks)
 printf '%s\n' "${jobs[@]}" | grep "^${1:-}" | xargs -P "$JOBS" -I{} bash -c 'run_job {}'

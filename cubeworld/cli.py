@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="evaluate an agent on one environment",
         description="Run an agent on seeded episodes of one environment; print mean reward with a "
-        "95%% bootstrap interval, legal-answer rate and outcomes. Agents: "
+        "95% bootstrap interval, legal-answer rate and outcomes. Agents: "
         + "; ".join(f"{k}: {v}" for k, v in AGENT_SPECS.items()),
     )
     ev.add_argument("--agent", required=True, help="agent spec, e.g. oracle, random, perceive, vlm:tiny, "

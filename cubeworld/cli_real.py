@@ -48,7 +48,7 @@ def _photo_prompt(text: str | None) -> str | None:
     """``--prompt``: None (the Lerer prompt), a task name (its prompt, if its ``Yes`` means stable) or text.
 
     Raises:
-        ValueError: a task whose ``Yes`` means "falls" (the photos are judged ``Yes`` = stable).
+        ValueError: a task whose answers are not ``Yes`` / ``No`` with ``Yes`` = stable, as the photos are judged.
     """
     from envs.prompts import PROMPTS, WORLD_PROMPTS, prompt_for
     from envs.tower_env import ALL_TASKS
@@ -168,7 +168,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate an agent on real block-tower photos against the labels and human participants",
         description="Run an agent once on every photo of a folder laid out like ../shared/data/lerer-dev "
         "(images/, labels.csv, optional human_responses.csv) through RealTowerStability-v0; print accuracy "
-        "with a 95%% interval, human accuracy, Cohen's kappa against every participant (mean, bootstrap "
+        "with a 95% interval, human accuracy, Cohen's kappa against every participant (mean, bootstrap "
         "interval over photos) and against the labels, and accuracy and T_pref by number of blocks.",
     )
     ev.add_argument("--data", required=True, metavar="DIR", help="the photo folder (images/ + labels.csv)")
@@ -193,9 +193,9 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         "real-seeds",
         help="pool eval-real results over training seeds: mean and range per condition",
         description="Read eval-real result files (--out of cubeworld eval-real), name each by its file stem "
-        "less 'real-', pool the names COND-sSEED per COND and print, per condition, the mean [min, max] over "
-        "seeds of accuracy, kappa vs the human participants and T_pref, how many seeds beat the photos' "
-        "majority answer (and with their 95%% interval above it), and the fraction of photos every seed "
+        "less 'real-', pool the names COND-sSEED per COND and print, per condition, the mean legal rate, "
+        "the mean [min, max] over seeds of accuracy, kappa vs the human participants and T_pref, how many seeds beat the photos' "
+        "majority answer (and with their 95% interval above it), and the fraction of photos every seed "
         "answers alike.",
     )
     rs.add_argument("results", nargs="+", metavar="FILE.json", help="eval-real result files, e.g. runs/x/real-*.json")

@@ -3,13 +3,13 @@
 A learning claim holds over several training seeds (README conventions), so each trained agent
 of a condition is scored on the photos once (``cubeworld eval-real --out real-COND-sSEED.json``)
 and the results are summarised here per condition, as :mod:`evaluation.seeds` does for the
-generalisation matrix: the mean rate of legal answers (an illegal answer is wrong) and the mean,
-minimum and maximum over seeds of accuracy, Cohen's kappa
-against the human participants (mean over participants, :mod:`evaluation.agreement`) and T_pref
-(:func:`evaluation.judgements.t_pref`, positive class "stable"); how many seeds beat the photos'
-majority answer (by accuracy, and with the seed's 95% interval above it); and how often the seeds
-agree: the fraction of photos that every seed answers alike (seeds that barely moved a shared
-base, sampled with one seed, answer alike whatever they learned).
+generalisation matrix: the mean rate of legal answers (an illegal answer is wrong); the mean,
+minimum and maximum over seeds of accuracy, of Cohen's kappa against the human participants (mean
+over participants, :mod:`evaluation.agreement`) and of T_pref (:func:`evaluation.agreement.t_pref`,
+positive class "stable"); how many seeds beat the photos' majority answer (by accuracy, and with
+the seed's 95% interval above it); and how often the seeds agree: the fraction of photos that
+every seed answers alike (seeds that barely moved a shared base, sampled with one seed, answer
+alike whatever they learned).
 """
 
 from __future__ import annotations

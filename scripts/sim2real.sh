@@ -9,7 +9,7 @@
 # Jobs (each skips itself when its result file exists, so a killed run resumes by rerunning):
 #   ppo-{top,tower}-{plain,lerer,rand}-s{0,1,2}  PPO CNN (agents.sb3, 14,336 steps, 64 px) on
 #       TopBlockStability-v0, or TowerStability-v0 with 2-4 cubes (the photos' towers)
-#   grpo-{plain,lerer,rand}-s{0,1,2}             the tiny VLM by GRPO (the quickstart's settings)
+#   grpo-{plain,lerer,rand}-s{0,1,2}             the tiny VLM by GRPO (the quickstart's settings, 200 steps)
 #   sft-{plain,lerer,rand}-s{0,1,2}              the tiny VLM by SFT (400 steps)
 #     on TopBlockStability-v0; their adapters are asked the photos twice: with the Lerer prompt
 #     (real-NAME.json) and with the prompt they were trained on (real-COND-trainprompt-sSEED.json).

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.answers import BINARY_LABELS, parse_answer
+from envs.answers import is_binary, parse_answer
 
 from .base import Observation, task_of
 
@@ -64,12 +64,12 @@ class VoteAgent:
 
     @staticmethod
     def _vote(answer_format: str, texts: list[str]) -> str:
-        if answer_format not in BINARY_LABELS and answer_format not in ("x", "xy"):
+        if not is_binary(answer_format) and answer_format not in ("x", "xy"):
             return texts[0]
         legal = [p.value for p in (parse_answer(t, answer_format) for t in texts) if p.legal]
         if not legal:
             return texts[0]
-        if answer_format in BINARY_LABELS:
+        if is_binary(answer_format):
             counts = Counter(legal)
             top = max(counts.values())
             label = next(v for v in legal if counts[v] == top)  # first legal voter among the tied

@@ -50,6 +50,7 @@ def _photo_prompt(text: str | None) -> str | None:
     Raises:
         ValueError: a task whose answers are not ``Yes`` / ``No`` with ``Yes`` = stable, as the photos are judged.
     """
+    from envs.answers import is_binary
     from envs.prompts import PROMPTS, WORLD_PROMPTS, prompt_for
     from envs.tower_env import ALL_TASKS
     from envs.worlds import polarity
@@ -58,8 +59,8 @@ def _photo_prompt(text: str | None) -> str | None:
         return text
     fmt = ALL_TASKS[text][1]
     labels, yes_means = polarity(text, fmt)
-    if fmt not in ("binary", "true_false") or labels != ("Yes", "No") or yes_means != "stable":
-        asks = f"asks for {fmt} answers" if fmt not in ("binary", "true_false") else \
+    if not is_binary(fmt) or labels != ("Yes", "No") or yes_means != "stable":
+        asks = f"asks for {fmt} answers" if not is_binary(fmt) else \
             f"is answered {labels[0]} / {labels[1]} with {labels[0]} = {yes_means}"
         raise ValueError(f"--prompt {text}: that task {asks}, but the photos are judged Yes = stable; choose a "
                          "task asked that way (top_block_stability) or pass the text of a prompt")
@@ -103,10 +104,8 @@ def _bias(args: argparse.Namespace) -> int:
 
 
 def _real_seeds(args: argparse.Namespace) -> int:
-    import csv
-    import io
-
     from envs.atomic import write_text_atomic
+    from evaluation.matrix import csv_text
     from evaluation.real import RealEvaluationResult
     from evaluation.real_seeds import REAL_SEEDS_COLUMNS, format_real_seed_rows, real_seed_rows, result_name
 
@@ -129,11 +128,7 @@ def _real_seeds(args: argparse.Namespace) -> int:
         return 2
     print(format_real_seed_rows(rows))
     if args.out:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=REAL_SEEDS_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomic(args.out, buf.getvalue())
+        write_text_atomic(args.out, csv_text(REAL_SEEDS_COLUMNS, rows))
         print(f"pooled rows written to {args.out}")
     return 0
 

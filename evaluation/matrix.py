@@ -52,7 +52,7 @@ from .best_constant import DEFAULT_X_STEP, DEFAULT_XY_STEP, ConstantBaseline, be
 from .evaluate import EvaluationResult, evaluate, json_default
 
 __all__ = ["evaluate_matrix", "MatrixResult", "EnvBaselines", "parse_named_spec", "MATRIX_CSV_COLUMNS",
-           "not_applicable_constant", "NO_CONSTANT_ANSWER"]
+           "not_applicable_constant", "NO_CONSTANT_ANSWER", "csv_text"]
 
 NO_CONSTANT_ANSWER = "n/a"
 """The ``answer`` of a constant baseline that does not apply (a multi-step environment)."""
@@ -193,15 +193,15 @@ class MatrixResult:
         """
         out = Path(out_dir)
         paths = {
-            "csv": write_text_atomic(out / "matrix.csv", _csv(MATRIX_CSV_COLUMNS, self.rows())),
-            "baselines": write_text_atomic(out / "baselines.csv", _csv(BASELINES_CSV_COLUMNS, self.baseline_rows())),
+            "csv": write_text_atomic(out / "matrix.csv", csv_text(MATRIX_CSV_COLUMNS, self.rows())),
+            "baselines": write_text_atomic(out / "baselines.csv", csv_text(BASELINES_CSV_COLUMNS, self.baseline_rows())),
             "json": write_json_atomic(out / "matrix.json", self.to_dict(), indent=1, default=json_default),
         }
         from .seeds import SEEDS_CSV_COLUMNS, seed_rows
 
         pooled = seed_rows(self)
         if pooled:  # rows named CONDITION-sSEED: each condition's mean and range over its seeds
-            paths["seeds"] = write_text_atomic(out / "seeds.csv", _csv(SEEDS_CSV_COLUMNS, pooled))
+            paths["seeds"] = write_text_atomic(out / "seeds.csv", csv_text(SEEDS_CSV_COLUMNS, pooled))
         if plot:
             from .matrix_plot import plot_matrix
 
@@ -255,7 +255,8 @@ def _inner(answer: str) -> str:
     return answer if content is None else content
 
 
-def _csv(columns: Sequence[str], rows: list[dict[str, Any]]) -> str:
+def csv_text(columns: Sequence[str], rows: list[dict[str, Any]]) -> str:
+    """``rows`` as CSV text with a header of ``columns``: None as an empty cell, floats as ``repr``."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .real import RealEvaluationResult
+from .real import RealEvaluationResult, _f
 from .seeds import SEED_NAME
 
 __all__ = ["REAL_SEEDS_COLUMNS", "result_name", "real_seed_rows", "format_real_seed_rows"]
@@ -83,10 +83,6 @@ def real_seed_rows(results: dict[str, RealEvaluationResult]) -> list[dict[str, A
             "seeds_agree": sum(len(set(a)) == 1 for a in answers) / len(answers) if answers else math.nan,
         })
     return rows
-
-
-def _f(x: float | None) -> str:
-    return "-" if x is None or math.isnan(x) else f"{x:.3f}"
 
 
 def format_real_seed_rows(rows: list[dict[str, Any]]) -> str:
